@@ -1,0 +1,218 @@
+# bumba - a supervisor that lets many AI coding agents share one file tree.
+#
+#   make            build everything into build/
+#   make check      every test: units, sanitizer builds, multi-process, fuzz smoke
+#   make bench      every benchmark, with the anchors beside it
+#   make demo       the main job on built-in defaults
+#   make deps       install the Debian packages we need (idempotent)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make fuzz       longer libFuzzer runs
+#   make format     clang-format every C file
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+CLANG   ?= clang
+O       := build
+
+SOVERSION := 0
+VERSION   := 0.1.0
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+LDFLAGS ?=
+XCFLAGS := $(CFLAGS) -std=gnu11 $(WARN) -D_GNU_SOURCE -fPIC -Ishm
+LDLIBS_SHM := -luring -lxxhash -lpthread
+# bumbad's own libraries on top of the agent library's.
+LDLIBS_SUP := -ljemalloc -lcap -linih -lmicrohttpd -lcjson -lm
+# The configuration and dashboard code bumbactl shares with bumbad.
+CTL_SUP_OBJ := $(O)/supervisor/config.o $(O)/supervisor/dashboard.o
+LDLIBS_CTL  := -linih -lcjson -lm
+
+# The eBPF guard (bpf/guard.bpf.c, CO-RE): built when clang, bpftool and the
+# kernel's BTF are present, else bumbad is built without it and says so.
+# vmlinux.h and the libbpf skeleton are generated into $(O).
+BPFTOOL     ?= $(firstword $(shell command -v bpftool) /usr/sbin/bpftool)
+LLVM_STRIP  ?= llvm-strip
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+HAVE_GUARD  := $(shell test -r $(VMLINUX_BTF) && test -x $(BPFTOOL) && \
+                 command -v $(CLANG) >/dev/null && echo 1)
+# bumbactl's audit and doctor (agents/ctl_guard.c).
+CTL_SUP_OBJ += $(O)/agents/ctl_guard.o
+# bumbactl's backups and restore (agents/ctl_safeio.c).
+CTL_SUP_OBJ += $(O)/agents/ctl_safeio.o
+ifeq ($(HAVE_GUARD),1)
+LDLIBS_SUP  += -lbpf -lelf -lz
+LDLIBS_CTL  += -lbpf -lelf -lz
+endif
+
+SHM_SRC := $(wildcard shm/*.c)
+SUP_SRC := $(wildcard supervisor/*.c)
+CTL_SRC := agents/bumbactl.c
+TEST_UNIT_SRC := $(wildcard tests/unit/test_*.c)
+TEST_MP_SRC   := $(wildcard tests/integration/mp_*.c)
+TEST_GUARD_SRC := $(wildcard tests/integration/guard_*.c)
+BENCH_SRC     := $(wildcard bench/bench_*.c)
+FUZZ_SRC      := $(wildcard tests/fuzz/fuzz_*.c)
+
+SHM_OBJ := $(SHM_SRC:%.c=$(O)/%.o)
+SUP_OBJ := $(SUP_SRC:%.c=$(O)/%.o)
+
+BINS := $(O)/bumbad $(O)/bumbactl
+LIBS := $(O)/libbumba-shm.so $(O)/libbumba-shm.a $(O)/bumba-shm.pc
+TESTS_UNIT := $(TEST_UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+TESTS_MP   := $(TEST_MP_SRC:tests/integration/%.c=$(O)/tests/%)
+TESTS_GUARD := $(TEST_GUARD_SRC:tests/integration/%.c=$(O)/tests/%)
+BENCHES    := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
+EXAMPLES := $(patsubst agents/examples/%.c,$(O)/examples/%,$(wildcard agents/examples/*.c))
+
+.PHONY: all check bench demo deps install uninstall fuzz format clean \
+        check-unit check-asan check-tsan check-integration check-fuzz
+all: $(LIBS) $(BINS)
+
+$(O)/%.o: %.c $(wildcard shm/*.h supervisor/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) -c -o $@ $<
+
+$(O)/libbumba-shm.a: $(SHM_OBJ)
+	$(AR) rcs $@ $^
+
+$(O)/libbumba-shm.so: $(SHM_OBJ)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libbumba-shm.so.$(SOVERSION) -Wl,--version-script=shm/libbumba-shm.map \
+		-o $@ $^ $(LDLIBS_SHM)
+
+$(O)/bumba-shm.pc: shm/bumba-shm.pc.in
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(O)/bumbad: $(SUP_OBJ) $(O)/libbumba-shm.a
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $(SUP_OBJ) $(O)/libbumba-shm.a $(LDLIBS_SHM) $(LDLIBS_SUP)
+
+$(O)/bumbactl: $(O)/agents/bumbactl.o $(CTL_SUP_OBJ) $(O)/libbumba-shm.a
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_SHM) $(LDLIBS_CTL)
+
+
+# --- the eBPF guard ----------------------------------------------------------
+
+ifeq ($(HAVE_GUARD),1)
+$(O)/vmlinux.h:
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@.tmp && mv $@.tmp $@
+
+# The skeleton embeds the object: its DWARF is stripped, its BTF kept.
+$(O)/bpf/guard.bpf.o: bpf/guard.bpf.c bpf/guard.h $(O)/vmlinux.h
+	@mkdir -p $(dir $@)
+	$(CLANG) -target bpf -g -O2 -D__TARGET_ARCH_x86 -I$(O) -Ibpf -c $< -o $@.tmp
+	$(LLVM_STRIP) -g $@.tmp -o $@ && rm -f $@.tmp
+
+$(O)/guard.skel.h: $(O)/bpf/guard.bpf.o
+	$(BPFTOOL) gen skeleton $< name guard_bpf > $@.tmp && mv $@.tmp $@
+
+$(O)/supervisor/guard.o $(O)/agents/ctl_guard.o: $(O)/guard.skel.h bpf/guard.h
+$(O)/supervisor/guard.o $(O)/agents/ctl_guard.o: XCFLAGS += -DBUMBA_GUARD -I$(O)
+endif
+
+# --- tests -----------------------------------------------------------------
+
+$(O)/tests/%: tests/unit/%.c $(O)/libbumba-shm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $< $(O)/libbumba-shm.a $(LDLIBS_SHM) -lcmocka
+
+$(O)/tests/test_config: tests/unit/test_config.c $(O)/supervisor/config.o $(O)/libbumba-shm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -Isupervisor -o $@ $^ $(LDLIBS_SHM) -linih -lcmocka
+
+$(O)/tests/mp_%: tests/integration/mp_%.c tests/integration/harness.h $(O)/libbumba-shm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -Itests/integration -o $@ $< $(O)/libbumba-shm.a $(LDLIBS_SHM)
+
+# Helpers of the guard's shell tests (t_guard_*.sh).
+$(O)/tests/guard_%: tests/integration/guard_%.c $(O)/libbumba-shm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $< $(O)/libbumba-shm.a $(LDLIBS_SHM)
+
+# Sanitizer builds reuse this Makefile with another output directory.
+SAN_ASAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_TSAN := -fsanitize=thread
+
+check: all $(TESTS_UNIT) $(TESTS_MP) $(TESTS_GUARD) $(EXAMPLES)
+	bash tests/run.sh
+
+check-asan:
+	$(MAKE) O=build/asan CFLAGS="-O1 -g $(SAN_ASAN)" LDFLAGS="$(SAN_ASAN)" \
+		build/asan/libbumba-shm.a $(TEST_UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+
+check-tsan:
+	$(MAKE) O=build/tsan CFLAGS="-O1 -g $(SAN_TSAN)" \
+		build/tsan/libbumba-shm.a build/tsan/tests/test_locks
+
+# --- fuzzing ---------------------------------------------------------------
+
+$(O)/fuzz/%: tests/fuzz/%.c $(SHM_SRC)
+	@mkdir -p $(dir $@)
+	$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Ishm -fsanitize=fuzzer,address,undefined \
+		-o $@ $< $(filter-out shm/client.c,$(SHM_SRC)) $(LDLIBS_SHM)
+
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(O)/fuzz/%)
+fuzz: $(FUZZ_BINS)
+	for f in $(FUZZ_BINS); do $$f -max_total_time=$${FUZZ_SECONDS:-60} -rss_limit_mb=1024 -error_exitcode=1 -artifact_prefix=$(O)/fuzz/ || exit 1; done
+
+# --- benchmarks ------------------------------------------------------------
+
+$(O)/bench/%: bench/%.c bench/bench.h $(O)/libbumba-shm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -Ibench -o $@ $< $(O)/libbumba-shm.a $(LDLIBS_SHM) -lm
+
+bench: all $(BENCHES)
+	bash bench/run.sh
+
+$(O)/examples/%: agents/examples/%.c $(O)/libbumba-shm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $< $(O)/libbumba-shm.a $(LDLIBS_SHM)
+
+demo: all $(EXAMPLES)
+	bash agents/demo.sh
+
+# --- dependencies and install ----------------------------------------------
+
+DEB_PKGS := build-essential pkg-config clang llvm liburing-dev libbpf-dev bpftool libcap-dev \
+            libjemalloc-dev libcmocka-dev libelf-dev zlib1g-dev libxxhash-dev libinih-dev \
+            libmicrohttpd-dev libcjson-dev libclang-rt-14-dev python3 python3-pytest tmux \
+            prometheus curl util-linux procps xfsprogs
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "all build dependencies present"; fi
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 0755 $(O)/bumbad $(DESTDIR)$(PREFIX)/sbin/bumbad
+	install -m 0755 $(O)/bumbactl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(O)/libbumba-shm.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(O)/libbumba-shm.so $(DESTDIR)$(PREFIX)/lib/libbumba-shm.so.$(VERSION)
+	ln -sf libbumba-shm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libbumba-shm.so.$(SOVERSION)
+	ln -sf libbumba-shm.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libbumba-shm.so
+	install -m 0644 $(O)/bumba-shm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 shm/bumba.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 docs/man/bumbactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 docs/man/bumbad.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 docs/man/bumba.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/bumbad $(DESTDIR)$(PREFIX)/bin/bumbactl \
+		$(DESTDIR)$(PREFIX)/bin/bumba-run $(DESTDIR)$(PREFIX)/lib/libbumba-shm.* \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig/bumba-shm.pc $(DESTDIR)$(PREFIX)/include/bumba.h \
+		$(DESTDIR)$(PREFIX)/share/man/man1/bumbactl.1 $(DESTDIR)$(PREFIX)/share/man/man8/bumbad.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5/bumba.conf.5
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build

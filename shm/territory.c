@@ -1,0 +1,1076 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * territory.c - territories: sets of paths an agent claims before working
+ * on them (DESIGN decision 5).
+ *
+ * Owns: the territory records, the table of claimed paths (tpaths), the
+ * descendant counts used to find claims below a directory, claims, resizes,
+ * releases, timeouts, hierarchy, and the look-up the lock table does on
+ * every exclusive acquire.
+ *
+ * Readers never block: a tpath entry is found by the chained hash of its
+ * components, so "which territories cover /ws/src/a.c" is one probe per
+ * ancestor depth that has any claim at all (hdr->depth_mask).  A claim is
+ * built invisibly (BUILDING), becomes PENDING — which already stops new
+ * exclusive locks — while the lock table is checked for locks in the way,
+ * and is published LIVE by one store.  Writers serialise on a robust
+ * mutex; a claimer killed inside leaves a BUILDING/PENDING record that the
+ * next writer rolls back.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "handle.h"
+
+#define KEY_SEED 0x62756d6261ull /* "bumba" */
+
+const double bumba_claim_bounds[TERR_HIST_BUCKETS] = {
+	1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 1e300,
+};
+
+static inline uint64_t fix_key(uint64_t k)
+{
+	return k < 2 ? k + 2 : k;
+}
+
+int bumba_path_prefix_keys(const char *p, size_t len, uint64_t keys[TERR_MAX_DEPTH + 1])
+{
+	size_t i = 0;
+	int d = 0;
+
+	keys[0] = fix_key(KEY_SEED);
+	while (i < len) {
+		while (i < len && p[i] == '/')
+			i++;
+		if (i == len)
+			break;
+		size_t start = i;
+		while (i < len && p[i] != '/')
+			i++;
+		if (d == TERR_MAX_DEPTH)
+			return -ENAMETOOLONG;
+		keys[d + 1] = fix_key(XXH3_64bits_withSeed(p + start, i - start, keys[d]));
+		d++;
+	}
+	return d;
+}
+
+/* The first keys of bumba_path_prefix_keys, up to depth max. */
+static int prefix_keys_upto(const char *p, size_t len, uint64_t *keys, int max)
+{
+	size_t i = 0;
+	int d = 0;
+
+	keys[0] = fix_key(KEY_SEED);
+	while (i < len && d < max) {
+		while (i < len && p[i] == '/')
+			i++;
+		if (i == len)
+			break;
+		size_t start = i;
+		while (i < len && p[i] != '/')
+			i++;
+		keys[d + 1] = fix_key(XXH3_64bits_withSeed(p + start, i - start, keys[d]));
+		d++;
+	}
+	return d;
+}
+
+/* ------------------------------------------------------------------ */
+/* lock-free look-ups                                                  */
+
+static bool terr_visible(uint32_t st, bool include_pending)
+{
+	return st == TERR_LIVE || (include_pending && st == TERR_PENDING);
+}
+
+bool bumba_agent_in_line(const struct bumba_seg *s, uint32_t a, uint32_t me)
+{
+	uint32_t cur = me;
+
+	for (int hops = 0; hops < 32 && cur < s->hdr->caps.max_agents; hops++) {
+		if (cur == a)
+			return true;
+		uint32_t p = s->agents[cur].parent1;
+		if (!p)
+			return false;
+		cur = p - 1;
+	}
+	return false;
+}
+
+static bool same_family(const struct bumba_seg *s, uint32_t a, uint32_t b)
+{
+	return bumba_agent_in_line(s, a, b) || bumba_agent_in_line(s, b, a);
+}
+
+/* Calls fn for every visible tpath entry with key k. */
+typedef bool (*tp_fn)(const struct bumba_seg *s, uint32_t i, const struct territory *t, void *arg);
+
+static bool tp_each(const struct bumba_seg *s, uint64_t k, bool pending, bool ended, tp_fn fn,
+		    void *arg)
+{
+	const uint32_t mask = s->hdr->tpath_slots - 1;
+	uint32_t i = (uint32_t)k & mask;
+
+	for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+		const struct tpath *tp = &s->tpaths[i];
+		uint64_t key = atomic_load_explicit(&tp->key, memory_order_acquire);
+		if (key == TP_EMPTY)
+			return false;
+		if (key != k)
+			continue;
+		uint64_t tid = atomic_load(&tp->tid);
+		if (tp->terr >= s->hdr->caps.max_territories)
+			continue;
+		const struct territory *t = &s->terrs[tp->terr];
+		uint32_t st = atomic_load(&t->state);
+		if (atomic_load(&t->id) != tid)
+			continue;
+		if (!terr_visible(st, pending) && !(ended && st == TERR_ENDED))
+			continue;
+		if (fn(s, i, t, arg))
+			return true;
+	}
+	return false;
+}
+
+struct lock_check {
+	uint32_t slot;
+};
+
+static bool lock_blocked(const struct bumba_seg *s, uint32_t i, const struct territory *t,
+			 void *arg)
+{
+	const struct lock_check *c = arg;
+
+	if (t->type == BUMBA_TERRITORY_SHARED)
+		return true;
+	return t->type == BUMBA_TERRITORY_EXCLUSIVE &&
+	       !bumba_agent_in_line(s, t->owner1 - 1, c->slot);
+}
+
+int bumba_territory_lock_check(const struct bumba_seg *s, uint32_t slot, const char *norm,
+			       size_t len)
+{
+	uint64_t keys[TERR_MAX_DEPTH + 1];
+	struct lock_check c = {.slot = slot};
+
+	if (!atomic_load_explicit(&s->hdr->terr_live, memory_order_seq_cst))
+		return 0;
+	uint64_t mask = atomic_load(&s->hdr->depth_mask);
+	if (!mask)
+		return 0;
+	/* Hash no deeper than the deepest claim. */
+	const int deepest = 63 - __builtin_clzll(mask);
+	int depth = prefix_keys_upto(norm, len, keys, deepest);
+	for (int d = 0; d <= depth; d++) {
+		if ((mask >> d) & 1 && tp_each(s, keys[d], true, false, lock_blocked, &c))
+			return -EACCES;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* writers (under terr_mu)                                             */
+
+void bumba_tpath_string(const struct bumba_seg *s, uint32_t i, char *out, size_t cap)
+{
+	const struct tpath *tp = &s->tpaths[i];
+
+	const char *src =
+		tp->long1 && tp->long1 <= s->hdr->tlong_slots ? s->tlong[tp->long1 - 1] : tp->path;
+	size_t lim = src == tp->path ? TPATH_INLINE - 1 : PATH_MAX - 1;
+	size_t n = strnlen(src, lim);
+
+	if (!cap)
+		return;
+	if (n >= cap)
+		n = cap - 1;
+	memcpy(out, src, n);
+	out[n] = '\0';
+}
+
+static struct desc_entry *desc_find(struct bumba_seg *s, uint64_t k, bool create)
+{
+	const uint32_t mask = s->hdr->desc_slots - 1;
+	uint32_t i = (uint32_t)k & mask;
+
+	for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
+		struct desc_entry *e = &s->desc[i];
+		if (e->key == k)
+			return e;
+		if (!e->key) {
+			if (!create)
+				return NULL;
+			e->key = k;
+			e->count = 0;
+			s->hdr->desc_used++;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static void desc_adjust(struct bumba_seg *s, const uint64_t *keys, int depth, int delta)
+{
+	for (int d = 0; d < depth; d++) {
+		struct desc_entry *e = desc_find(s, keys[d], delta > 0);
+		if (e)
+			e->count = (uint32_t)((int)e->count + delta);
+	}
+}
+
+/* Rebuilds the descendant counts from the live claims: after a crash
+ * inside the mutex, or when dead keys fill the table. */
+static void desc_rebuild(struct bumba_seg *s)
+{
+	uint64_t keys[TERR_MAX_DEPTH + 1];
+	char path[PATH_MAX];
+
+	memset(s->desc, 0, sizeof(*s->desc) * s->hdr->desc_slots);
+	s->hdr->desc_used = 0;
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
+		uint32_t st = atomic_load(&s->terrs[ti].state);
+		if (st != TERR_LIVE && st != TERR_PENDING)
+			continue;
+		for (uint32_t l = s->terrs[ti].first1; l; l = s->tpaths[l - 1].next1) {
+			bumba_tpath_string(s, l - 1, path, sizeof(path));
+			int d = bumba_path_prefix_keys(path, strlen(path), keys);
+			if (d > 0)
+				desc_adjust(s, keys, d, +1);
+		}
+	}
+}
+
+static void tp_trim(struct bumba_seg *s, uint32_t i)
+{
+	const uint32_t mask = s->hdr->tpath_slots - 1;
+
+	if (atomic_load(&s->tpaths[(i + 1) & mask].key) != TP_EMPTY)
+		return;
+	while (atomic_load(&s->tpaths[i].key) == TP_TOMBSTONE) {
+		atomic_store(&s->tpaths[i].key, TP_EMPTY);
+		atomic_fetch_sub(&s->hdr->tpaths_used, 1);
+		i = (i - 1) & mask;
+	}
+}
+
+static void tp_remove(struct bumba_seg *s, uint32_t i)
+{
+	struct tpath *tp = &s->tpaths[i];
+	struct territory *t = &s->terrs[tp->terr];
+
+	for (uint32_t *link = &t->first1; *link; link = &s->tpaths[*link - 1].next1) {
+		if (*link == i + 1) {
+			*link = tp->next1;
+			break;
+		}
+	}
+	tp->next1 = 0;
+
+	atomic_store(&tp->key, TP_TOMBSTONE);
+	if (tp->long1 && tp->long1 <= s->hdr->tlong_slots)
+		s->tlong[tp->long1 - 1][0] = '\0'; /* free: empty string */
+	tp->long1 = 0;
+	tp_trim(s, i);
+}
+
+static int tp_insert(struct bumba_seg *s, uint32_t terr, uint64_t tid, uint8_t type,
+		     uint32_t owner1, uint64_t key, int depth, const char *path, size_t len,
+		     uint32_t *out)
+{
+	struct seg_header *h = s->hdr;
+	const uint32_t mask = h->tpath_slots - 1;
+	uint32_t i = (uint32_t)key & mask, long1 = 0;
+
+	if (len >= TPATH_INLINE) {
+		for (uint32_t j = 0; j < h->tlong_slots; j++) {
+			if (s->tlong[j][0] == '\0') {
+				long1 = j + 1;
+				break;
+			}
+		}
+		if (!long1)
+			return -ENOSPC;
+		memcpy(s->tlong[long1 - 1], path, len + 1);
+	}
+	for (;; i = (i + 1) & mask) {
+		uint64_t k = atomic_load(&s->tpaths[i].key);
+		if (k == TP_EMPTY || k == TP_TOMBSTONE) {
+			if (k == TP_EMPTY)
+				atomic_fetch_add(&h->tpaths_used, 1);
+			break;
+		}
+	}
+	struct tpath *tp = &s->tpaths[i];
+	atomic_store(&tp->tid, tid);
+	tp->terr = terr;
+	tp->depth = (uint16_t)depth;
+	tp->type = type;
+	tp->owner1 = owner1;
+	tp->long1 = long1;
+	tp->len = (uint16_t)(len < 0xffff ? len : 0xffff);
+	tp->next1 = s->terrs[terr].first1;
+	s->terrs[terr].first1 = i + 1;
+	size_t inl = len < TPATH_INLINE - 1 ? len : TPATH_INLINE - 1;
+	memcpy(tp->path, path, inl);
+	tp->path[inl] = '\0';
+	atomic_store_explicit(&tp->key, key, memory_order_seq_cst);
+	atomic_fetch_or(&h->depth_mask, 1ull << depth);
+	*out = i;
+	return 0;
+}
+
+/* Removes every tpath of territory t (index ti); fixes the counts. */
+static void terr_drop_paths(struct bumba_seg *s, uint32_t ti, bool counted)
+{
+	uint64_t keys[TERR_MAX_DEPTH + 1];
+	char path[PATH_MAX];
+
+	while (s->terrs[ti].first1) {
+		uint32_t i = s->terrs[ti].first1 - 1;
+		if (counted) {
+			bumba_tpath_string(s, i, path, sizeof(path));
+			int d = bumba_path_prefix_keys(path, strlen(path), keys);
+			if (d > 0)
+				desc_adjust(s, keys, d, -1);
+		}
+		tp_remove(s, i);
+	}
+}
+
+static void terr_free(struct bumba_seg *s, uint32_t ti)
+{
+	struct territory *t = &s->terrs[ti];
+
+	atomic_store(&t->id, 0);
+	atomic_store(&t->n_paths, 0);
+	t->first1 = 0;
+	atomic_store(&t->state, TERR_FREE);
+}
+
+static void terr_end_locked(struct bumba_seg *s, uint32_t ti);
+static bool reap_ended(struct bumba_seg *s);
+
+static void repair_terr(struct bumba_seg *s, uint32_t unused)
+{
+	/* A writer died inside: roll back half-made claims, recount. */
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
+		struct territory *t = &s->terrs[ti];
+		uint32_t st = atomic_load(&t->state);
+		if (st == TERR_BUILDING || st == TERR_PENDING) {
+			if (st == TERR_PENDING)
+				atomic_fetch_sub(&s->hdr->terr_live, 1);
+			atomic_store(&t->state, TERR_BUILDING);
+			terr_drop_paths(s, ti, false);
+			terr_free(s, ti);
+		}
+	}
+	uint32_t live = 0;
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++)
+		live += atomic_load(&s->terrs[ti].state) == TERR_LIVE;
+	atomic_store(&s->hdr->terr_live, live);
+	desc_rebuild(s);
+}
+
+static void terr_lock(struct bumba_seg *s)
+{
+	int rc = pthread_mutex_lock(&s->hdr->terr_mu);
+
+	if (rc == EOWNERDEAD) {
+		repair_terr(s, 0);
+		pthread_mutex_consistent(&s->hdr->terr_mu);
+	}
+}
+
+static void terr_unlock(struct bumba_seg *s)
+{
+	pthread_mutex_unlock(&s->hdr->terr_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* conflicts                                                           */
+
+struct req {
+	char norm[PATH_MAX];
+	size_t len;
+	int depth;
+	uint64_t keys[TERR_MAX_DEPTH + 1];
+};
+
+struct conflicts {
+	struct bumba_conflict *out;
+	size_t max, n;
+};
+
+static void add_conflict(const struct bumba_seg *s, struct conflicts *c, const char *path,
+			 uint32_t owner1, enum bumba_territory_type type)
+{
+	if (c->n < c->max) {
+		struct bumba_conflict *k = &c->out[c->n];
+		snprintf(k->path, sizeof(k->path), "%s", path);
+		if (owner1 && owner1 <= s->hdr->caps.max_agents)
+			snprintf(k->holder_id, sizeof(k->holder_id), "%s",
+				 s->agents[owner1 - 1].id);
+		else
+			k->holder_id[0] = '\0';
+		k->type = type;
+	}
+	c->n++;
+}
+
+static bool compatible(uint8_t want, uint8_t have)
+{
+	if (want == BUMBA_TERRITORY_EXCLUSIVE || have == BUMBA_TERRITORY_EXCLUSIVE)
+		return false;
+	return want == have; /* SHARED with SHARED, MONITORED with MONITORED */
+}
+
+struct cover_ctx {
+	struct conflicts *c;
+	uint32_t me;
+	uint8_t type;
+	uint64_t self_tid; /* growing this territory: ignore it */
+};
+
+static bool cover_conflict(const struct bumba_seg *s, uint32_t i, const struct territory *t,
+			   void *arg)
+{
+	struct cover_ctx *x = arg;
+	char path[PATH_MAX];
+
+	if (atomic_load(&t->id) == x->self_tid || same_family(s, t->owner1 - 1, x->me) ||
+	    compatible(x->type, t->type))
+		return false;
+	bumba_tpath_string(s, i, path, sizeof(path));
+	add_conflict(s, x->c, path, t->owner1, (enum bumba_territory_type)t->type);
+	atomic_fetch_add((_Atomic uint64_t *)&t->conflicts_met, 1);
+	return false; /* keep looking: report every conflict */
+}
+
+/* Territories in the way of claiming r as type. */
+static void check_territories(struct bumba_seg *s, const struct req *r, uint32_t me, uint8_t type,
+			      uint64_t self_tid, struct conflicts *c)
+{
+	struct cover_ctx x = {.c = c, .me = me, .type = type, .self_tid = self_tid};
+	char path[PATH_MAX];
+
+	/* Claims on r or on a directory above it: only at depths that have
+	 * claims at all. */
+	const uint64_t mask = atomic_load(&s->hdr->depth_mask);
+	for (int d = 0; d <= r->depth; d++) {
+		if ((mask >> d) & 1)
+			tp_each(s, r->keys[d], true, false, cover_conflict, &x);
+	}
+	/* Claims strictly below r: only when the counts say there are any. */
+	struct desc_entry *e = desc_find(s, r->keys[r->depth], false);
+	if (!e || !e->count)
+		return;
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
+		const struct territory *t = &s->terrs[ti];
+		uint32_t st = atomic_load(&t->state);
+		if (st != TERR_LIVE && st != TERR_PENDING)
+			continue;
+		for (uint32_t l = t->first1; l; l = s->tpaths[l - 1].next1) {
+			const struct tpath *tp = &s->tpaths[l - 1];
+			if (tp->depth <= r->depth)
+				continue;
+			bumba_tpath_string(s, l - 1, path, sizeof(path));
+			if (strncmp(path, r->norm, r->len) != 0 ||
+			    (r->len > 1 && path[r->len] != '/'))
+				continue;
+			cover_conflict(s, l - 1, t, &x);
+		}
+	}
+}
+
+/* Lock slot i, if another agent holds it exclusively, against the
+ * request; one conflict per lock. */
+static void check_lock_slot(struct bumba_seg *s, uint32_t i, const struct req *reqs, size_t n,
+			    uint32_t me, struct conflicts *c)
+{
+	struct bumba_lock_view v;
+
+	if (!bumba_locks_view(s, i, &v) || !v.owner1 || same_family(s, v.owner1 - 1, me))
+		return;
+	size_t pl = strlen(v.path);
+	for (size_t k = 0; k < n; k++) {
+		const struct req *r = &reqs[k];
+		bool under = pl >= r->len && strncmp(v.path, r->norm, r->len) == 0 &&
+			     (pl == r->len || r->len == 1 || v.path[r->len] == '/');
+		if (under) {
+			add_conflict(s, c, v.path, v.owner1, BUMBA_TERRITORY_LOCKED);
+			return;
+		}
+	}
+}
+
+/* Exclusive file locks of other agents on or below the requested paths.
+ * Whichever is smaller is walked: the hold tables of the agents there
+ * are (a hold is published before its lock word is taken, so a lock being
+ * taken right now is either seen here or sees our PENDING claim), or the
+ * whole lock table. */
+static void check_locks(struct bumba_seg *s, const struct req *reqs, size_t n, uint32_t me,
+			struct conflicts *c)
+{
+	const struct seg_header *h = s->hdr;
+	uint32_t hwm = atomic_load(&h->agent_hwm);
+
+	if (hwm && (uint64_t)hwm * h->caps.holds_per_agent < h->lock_slots) {
+		for (uint32_t a = 0; a < hwm; a++) {
+			if (atomic_load(&s->agents[a].state) != AGENT_LIVE || same_family(s, a, me))
+				continue;
+			const struct hold *hs = bumba_seg_holds_of(s, a);
+			for (uint32_t j = 0; j < h->caps.holds_per_agent; j++) {
+				uint32_t l = atomic_load(&hs[j].lock1);
+				if (!l || l == UINT32_MAX || l > h->lock_slots ||
+				    hs[j].mode != BUMBA_EXCLUSIVE)
+					continue;
+				uint64_t st = atomic_load(&s->locks[l - 1].state);
+				if ((st & LK_OWNER_MASK) == a + 1)
+					check_lock_slot(s, l - 1, reqs, n, me, c);
+			}
+		}
+		return;
+	}
+	for (uint32_t i = 0; i < h->lock_slots; i++) {
+		uint64_t st = atomic_load_explicit(&s->locks[i].state, memory_order_relaxed);
+		if ((st & LK_OWNER_MASK) && !(st & LK_DEAD))
+			check_lock_slot(s, i, reqs, n, me, c);
+	}
+}
+
+/* An agent with a parent claims inside its ancestors' territories only. */
+struct inside_ctx {
+	uint32_t me;
+};
+
+static bool ancestor_covers(const struct bumba_seg *s, uint32_t i, const struct territory *t,
+			    void *arg)
+{
+	const struct inside_ctx *x = arg;
+
+	return t->owner1 - 1 != x->me && bumba_agent_in_line(s, t->owner1 - 1, x->me);
+}
+
+static bool inside_ancestors(struct bumba_seg *s, const struct req *r, uint32_t me)
+{
+	struct inside_ctx x = {.me = me};
+
+	for (int d = 0; d <= r->depth; d++) {
+		if (tp_each(s, r->keys[d], false, false, ancestor_covers, &x))
+			return true;
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* claim / add / remove / release                                      */
+
+static int norm_requests(struct bumba *b, const char *const *paths, size_t n, struct req *reqs)
+{
+	const struct bumba_seg *s = &b->seg;
+	size_t root;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!paths[i])
+			return -EINVAL;
+		int len = bumba_path_norm(s->root_ptrs, s->hdr->n_roots, paths[i], (size_t)-1,
+					  reqs[i].norm, sizeof(reqs[i].norm), &root);
+		if (len < 0)
+			return len;
+		reqs[i].len = (size_t)len;
+		reqs[i].depth = bumba_path_prefix_keys(reqs[i].norm, reqs[i].len, reqs[i].keys);
+		if (reqs[i].depth < 0)
+			return reqs[i].depth;
+	}
+	return 0;
+}
+
+static void hist_claim(struct seg_header *h, uint64_t ns)
+{
+	double sec = (double)ns / 1e9;
+	unsigned i = 0;
+
+	while (i < TERR_HIST_BUCKETS - 1 && sec > bumba_claim_bounds[i])
+		i++;
+	atomic_fetch_add(&h->terr_claim_hist[i], 1);
+	atomic_fetch_add(&h->terr_claim_ns_sum, ns);
+}
+
+/* The body of claim and add: t (index ti) is BUILDING for a claim, LIVE
+ * for an add. */
+static int grow(struct bumba *b, uint32_t ti, const struct req *reqs, size_t n, struct conflicts *c,
+		bool is_new)
+{
+	struct bumba_seg *s = &b->seg;
+	struct seg_header *h = s->hdr;
+	struct territory *t = &s->terrs[ti];
+	const uint64_t tid = atomic_load(&t->id);
+	uint32_t added[n ? n : 1];
+	size_t n_added = 0;
+
+	if (atomic_load(&h->tpaths_used) + n > h->tpath_slots - h->tpath_slots / 8)
+		reap_ended(s);
+	if (atomic_load(&h->tpaths_used) + n > h->tpath_slots - h->tpath_slots / 8)
+		return -ENOSPC;
+	for (size_t k = 0; k < n; k++)
+		check_territories(s, &reqs[k], b->slot, t->type, is_new ? 0 : tid, c);
+	if (c->n) {
+		/* Report the locks in the way as well: every conflict, once. */
+		if (t->type != BUMBA_TERRITORY_MONITORED)
+			check_locks(s, reqs, n, b->slot, c);
+		return -EBUSY;
+	}
+
+	for (size_t k = 0; k < n; k++) {
+		int rc = tp_insert(s, ti, tid, t->type, b->slot + 1, reqs[k].keys[reqs[k].depth],
+				   reqs[k].depth, reqs[k].norm, reqs[k].len, &added[n_added]);
+		if (rc) {
+			while (n_added)
+				tp_remove(s, added[--n_added]);
+			return rc;
+		}
+		n_added++;
+	}
+	if (is_new) {
+		atomic_store_explicit(&t->state, TERR_PENDING, memory_order_seq_cst);
+		atomic_fetch_add(&h->terr_live, 1);
+	}
+	/* Tells acquirers that took a lock across this instant to look again
+	 * (see the second check in locks.c). */
+	atomic_fetch_add(&h->terr_epoch, 1);
+	/* New exclusive locks now back off; find the ones already held. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (t->type != BUMBA_TERRITORY_MONITORED)
+		check_locks(s, reqs, n, b->slot, c);
+	if (c->n) {
+		while (n_added)
+			tp_remove(s, added[--n_added]);
+		if (is_new)
+			atomic_fetch_sub(&h->terr_live, 1);
+		return -EBUSY;
+	}
+	for (size_t k = 0; k < n; k++)
+		desc_adjust(s, reqs[k].keys, reqs[k].depth, +1);
+	atomic_fetch_add(&t->n_paths, (uint32_t)n);
+	if (is_new)
+		atomic_store_explicit(&t->state, TERR_LIVE, memory_order_release);
+	return 0;
+}
+
+/* Out of room: forget ended territories before their grace period is
+ * over (the guard loses "just before the release" for them, nothing else). */
+static bool reap_ended(struct bumba_seg *s)
+{
+	bool any = false;
+
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
+		if (atomic_load(&s->terrs[ti].state) == TERR_ENDED) {
+			terr_drop_paths(s, ti, false);
+			terr_free(s, ti);
+			any = true;
+		}
+	}
+	return any;
+}
+
+static int terr_alloc(struct bumba_seg *s)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t ti = 0; ti < s->hdr->caps.max_territories; ti++) {
+			if (atomic_load(&s->terrs[ti].state) == TERR_FREE) {
+				if (ti >= s->hdr->terr_hwm)
+					s->hdr->terr_hwm = ti + 1;
+				return (int)ti;
+			}
+		}
+		if (!reap_ended(s))
+			break;
+	}
+	return -ENOSPC;
+}
+
+int bumba_territory_claim(struct bumba *b, const char *title, const char *const *paths,
+			  size_t n_paths, enum bumba_territory_type type, uint64_t *territory_id,
+			  struct bumba_conflict *conflicts, size_t max_conflicts,
+			  size_t *n_conflicts)
+{
+	struct conflicts c = {.out = conflicts, .max = conflicts ? max_conflicts : 0};
+	uint64_t t0 = bumba_now_ns();
+	int rc;
+
+	if (n_conflicts)
+		*n_conflicts = 0;
+	if (!b || !paths || !n_paths || !territory_id || type > BUMBA_TERRITORY_MONITORED ||
+	    (title && (strlen(title) >= TERR_TITLE || !bumba_utf8_valid(title, strlen(title)))))
+		return -EINVAL;
+	if (n_paths > b->seg.hdr->caps.max_tpaths)
+		return -ENOSPC;
+	if (atomic_load(&b->agent->gen) != b->gen)
+		return -ENOLINK;
+	/* Not zeroed: norm_requests fills what is read (PATH_MAX each). */
+	struct req *reqs = malloc(n_paths * sizeof(*reqs));
+	if (!reqs)
+		return -ENOMEM;
+	rc = norm_requests(b, paths, n_paths, reqs);
+	if (rc)
+		goto out_free;
+
+	struct bumba_seg *s = &b->seg;
+	struct seg_header *h = s->hdr;
+	terr_lock(s);
+	if (b->agent->parent1) {
+		for (size_t k = 0; k < n_paths; k++) {
+			if (!inside_ancestors(s, &reqs[k], b->slot)) {
+				rc = -EACCES;
+				goto out_unlock;
+			}
+		}
+	}
+	if (h->desc_used > h->desc_slots / 2)
+		desc_rebuild(s);
+	rc = terr_alloc(s);
+	if (rc < 0)
+		goto out_unlock;
+	uint32_t ti = (uint32_t)rc;
+	struct territory *t = &s->terrs[ti];
+	atomic_store(&t->state, TERR_BUILDING);
+	t->owner1 = b->slot + 1;
+	t->owner_gen = b->gen;
+	t->type = (uint8_t)type;
+	snprintf(t->title, sizeof(t->title), "%s", title ? title : "");
+	t->created_ms = bumba_wall_ms();
+	t->created_ns = bumba_now_ns();
+	atomic_store(&t->ended_ns, 0);
+	atomic_store(&t->expires_ns,
+		     h->terr_timeout_ms ? t->created_ns + (uint64_t)h->terr_timeout_ms * 1000000ull
+					: 0);
+	atomic_store(&t->n_paths, 0);
+	atomic_store(&t->conflicts_met, 0);
+	atomic_store(&t->writes_seen, 0);
+	uint64_t tid = atomic_fetch_add(&h->next_tid, 1);
+	atomic_store(&t->id, tid);
+	rc = grow(b, ti, reqs, n_paths, &c, true);
+	if (rc) {
+		terr_free(s, ti);
+		goto out_unlock;
+	}
+	t->claim_ns = bumba_now_ns() - t0;
+	*territory_id = tid;
+	atomic_fetch_add(&h->terr_claims, 1);
+	hist_claim(h, t->claim_ns);
+out_unlock:
+	if (rc == -EBUSY)
+		atomic_fetch_add(&h->terr_conflicts, 1);
+	if (rc)
+		atomic_fetch_add(&h->terr_failures, 1);
+	terr_unlock(s);
+out_free:
+	free(reqs);
+	if (n_conflicts)
+		*n_conflicts = c.n;
+	return rc;
+}
+
+/* Our LIVE territory with this id, or -ENOENT. */
+static int find_own(struct bumba *b, uint64_t tid)
+{
+	const struct bumba_seg *s = &b->seg;
+
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
+		const struct territory *t = &s->terrs[ti];
+		if (atomic_load(&t->id) == tid && atomic_load(&t->state) == TERR_LIVE &&
+		    t->owner1 == b->slot + 1 && t->owner_gen == b->gen)
+			return (int)ti;
+	}
+	return -ENOENT;
+}
+
+int bumba_territory_add(struct bumba *b, uint64_t territory_id, const char *const *paths,
+			size_t n_paths, struct bumba_conflict *conflicts, size_t max_conflicts,
+			size_t *n_conflicts)
+{
+	struct conflicts c = {.out = conflicts, .max = conflicts ? max_conflicts : 0};
+	int rc;
+
+	if (n_conflicts)
+		*n_conflicts = 0;
+	if (!b || !paths || !n_paths)
+		return -EINVAL;
+	if (n_paths > b->seg.hdr->caps.max_tpaths)
+		return -ENOSPC;
+	struct req *reqs = malloc(n_paths * sizeof(*reqs));
+	if (!reqs)
+		return -ENOMEM;
+	rc = norm_requests(b, paths, n_paths, reqs);
+	if (rc)
+		goto out_free;
+	terr_lock(&b->seg);
+	rc = find_own(b, territory_id);
+	if (rc < 0)
+		goto out_unlock;
+	if (b->agent->parent1) {
+		for (size_t k = 0; k < n_paths; k++) {
+			if (!inside_ancestors(&b->seg, &reqs[k], b->slot)) {
+				rc = -EACCES;
+				goto out_unlock;
+			}
+		}
+	}
+	rc = grow(b, (uint32_t)rc, reqs, n_paths, &c, false);
+	if (rc == -EBUSY)
+		atomic_fetch_add(&b->seg.hdr->terr_conflicts, 1);
+out_unlock:
+	terr_unlock(&b->seg);
+out_free:
+	free(reqs);
+	if (n_conflicts)
+		*n_conflicts = c.n;
+	return rc;
+}
+
+int bumba_territory_remove(struct bumba *b, uint64_t territory_id, const char *const *paths,
+			   size_t n_paths)
+{
+	struct bumba_seg *s = &b->seg;
+	int rc;
+
+	if (!b || !paths || !n_paths)
+		return -EINVAL;
+	struct req *reqs = malloc(n_paths * sizeof(*reqs));
+	uint32_t *where = calloc(n_paths, sizeof(*where));
+	if (!reqs || !where) {
+		free(reqs);
+		free(where);
+		return -ENOMEM;
+	}
+	rc = norm_requests(b, paths, n_paths, reqs);
+	if (rc)
+		goto out_free;
+	terr_lock(s);
+	rc = find_own(b, territory_id);
+	if (rc < 0)
+		goto out_unlock;
+	uint32_t ti = (uint32_t)rc;
+	rc = 0;
+	/* All must be ours before anything goes. */
+	const uint32_t mask = s->hdr->tpath_slots - 1;
+	for (size_t k = 0; k < n_paths && !rc; k++) {
+		uint64_t key = reqs[k].keys[reqs[k].depth];
+		uint32_t i = (uint32_t)key & mask;
+		bool found = false;
+		for (uint32_t m = 0; m <= mask; m++, i = (i + 1) & mask) {
+			uint64_t kk = atomic_load(&s->tpaths[i].key);
+			if (kk == TP_EMPTY)
+				break;
+			if (kk == key && s->tpaths[i].terr == ti &&
+			    atomic_load(&s->tpaths[i].tid) == territory_id) {
+				bool dup = false;
+				for (size_t q = 0; q < k; q++)
+					dup |= where[q] == i;
+				if (dup)
+					continue;
+				where[k] = i;
+				found = true;
+				break;
+			}
+		}
+		if (!found)
+			rc = -ENOENT;
+	}
+	if (!rc) {
+		for (size_t k = 0; k < n_paths; k++) {
+			desc_adjust(s, reqs[k].keys, reqs[k].depth, -1);
+			tp_remove(s, where[k]);
+		}
+		atomic_fetch_sub(&s->terrs[ti].n_paths, (uint32_t)n_paths);
+	}
+out_unlock:
+	terr_unlock(s);
+out_free:
+	free(reqs);
+	free(where);
+	return rc;
+}
+
+/* Is every path of territory ci covered by territory pi? */
+static bool covered_by(struct bumba_seg *s, uint32_t ci, uint32_t pi)
+{
+	uint64_t keys[TERR_MAX_DEPTH + 1];
+	char path[PATH_MAX];
+	const uint64_t ptid = atomic_load(&s->terrs[pi].id);
+	bool any = false;
+
+	for (uint32_t l = s->terrs[ci].first1; l; l = s->tpaths[l - 1].next1) {
+		bumba_tpath_string(s, l - 1, path, sizeof(path));
+		int d = bumba_path_prefix_keys(path, strlen(path), keys);
+		bool in = false;
+		for (int k = 0; k <= d && !in; k++) {
+			const uint32_t mask = s->hdr->tpath_slots - 1;
+			uint32_t j = (uint32_t)keys[k] & mask;
+			for (uint32_t m = 0; m <= mask; m++, j = (j + 1) & mask) {
+				uint64_t kk = atomic_load(&s->tpaths[j].key);
+				if (kk == TP_EMPTY)
+					break;
+				if (kk == keys[k] && s->tpaths[j].terr == pi &&
+				    atomic_load(&s->tpaths[j].tid) == ptid) {
+					in = true;
+					break;
+				}
+			}
+		}
+		if (!in)
+			return false;
+		any = true;
+	}
+	return any;
+}
+
+static void terr_end_locked(struct bumba_seg *s, uint32_t ti)
+{
+	struct territory *t = &s->terrs[ti];
+	const uint32_t owner = t->owner1 - 1;
+
+	if (atomic_load(&t->state) != TERR_LIVE)
+		return;
+	/* Children's territories inside this one end with it. */
+	for (uint32_t ci = 0; ci < s->hdr->terr_hwm; ci++) {
+		struct territory *c = &s->terrs[ci];
+		if (ci == ti || atomic_load(&c->state) != TERR_LIVE || c->owner1 - 1 == owner ||
+		    !bumba_agent_in_line(s, owner, c->owner1 - 1))
+			continue;
+		if (covered_by(s, ci, ti))
+			terr_end_locked(s, ci);
+	}
+	/* Counts go now; the paths stay a moment for the guard (ENDED). */
+	uint64_t keys[TERR_MAX_DEPTH + 1];
+	char path[PATH_MAX];
+	for (uint32_t l = t->first1; l; l = s->tpaths[l - 1].next1) {
+		bumba_tpath_string(s, l - 1, path, sizeof(path));
+		int d = bumba_path_prefix_keys(path, strlen(path), keys);
+		if (d > 0)
+			desc_adjust(s, keys, d, -1);
+	}
+	/* Readers stop seeing it first; then its paths go to the ring of
+	 * ended paths (for the guard) and leave the table. */
+	const uint64_t now = bumba_now_ns();
+	atomic_store(&t->ended_ns, now);
+	atomic_store_explicit(&t->state, TERR_ENDED, memory_order_seq_cst);
+	atomic_fetch_sub(&s->hdr->terr_live, 1);
+	for (uint32_t l = t->first1; l; l = s->tpaths[l - 1].next1) {
+		const struct tpath *tp = &s->tpaths[l - 1];
+		uint64_t seq = atomic_load(&s->hdr->ended_seq);
+		struct ended_path *e = &s->ended[seq % ENDED_RING];
+		atomic_store(&e->seq, 0);
+		e->key = atomic_load(&tp->key);
+		e->tid = atomic_load(&t->id);
+		e->created_ns = t->created_ns;
+		e->ended_ns = now;
+		e->owner1 = t->owner1;
+		e->depth = tp->depth;
+		e->type = t->type;
+		atomic_store_explicit(&e->seq, seq + 1, memory_order_release);
+		atomic_store(&s->hdr->ended_seq, seq + 1);
+	}
+	terr_drop_paths(s, ti, false);
+	terr_free(s, ti);
+}
+
+int bumba_territory_release(struct bumba *b, uint64_t territory_id)
+{
+	int rc;
+
+	if (!b)
+		return -EINVAL;
+	terr_lock(&b->seg);
+	rc = find_own(b, territory_id);
+	if (rc >= 0) {
+		terr_end_locked(&b->seg, (uint32_t)rc);
+		rc = 0;
+	}
+	terr_unlock(&b->seg);
+	return rc;
+}
+
+void bumba_territory_reclaim_agent(struct bumba_seg *s, uint32_t slot)
+{
+	terr_lock(s);
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
+		if (atomic_load(&s->terrs[ti].state) == TERR_LIVE &&
+		    s->terrs[ti].owner1 == slot + 1)
+			terr_end_locked(s, ti);
+	}
+	terr_unlock(s);
+}
+
+size_t bumba_territory_sweep(struct bumba_seg *s, uint64_t now)
+{
+	size_t expired = 0;
+
+	if (!atomic_load(&s->hdr->terr_live)) {
+		/* Still forget ended ones below. */
+	}
+	terr_lock(s);
+	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
+		struct territory *t = &s->terrs[ti];
+		uint32_t st = atomic_load(&t->state);
+		uint64_t exp = atomic_load(&t->expires_ns);
+		if (st == TERR_LIVE && exp && exp <= now) {
+			terr_end_locked(s, ti);
+			atomic_fetch_add(&s->hdr->terr_expired, 1);
+			expired++;
+		}
+	}
+	if (!atomic_load(&s->hdr->terr_live) && atomic_load(&s->hdr->depth_mask)) {
+		bool any = false;
+		for (uint32_t ti = 0; ti < s->hdr->terr_hwm && !any; ti++)
+			any = atomic_load(&s->terrs[ti].state) != TERR_FREE;
+		if (!any)
+			atomic_store(&s->hdr->depth_mask, 0);
+	}
+	terr_unlock(s);
+	return expired;
+}
+
+void bumba_territory_note_write(const struct bumba_seg *s, uint64_t tid)
+{
+	for (uint32_t ti = 0; tid && ti < s->hdr->caps.max_territories; ti++) {
+		struct territory *t = &s->terrs[ti];
+		if (atomic_load_explicit(&t->id, memory_order_relaxed) == tid) {
+			atomic_fetch_add_explicit(&t->writes_seen, 1, memory_order_relaxed);
+			return;
+		}
+	}
+}
+
+void bumba_territory_totals(const struct bumba_seg *s, struct bumba_terr_totals *t)
+{
+	const struct seg_header *h = s->hdr;
+
+	memset(t, 0, sizeof(*t));
+	for (uint32_t ti = 0; ti < h->caps.max_territories; ti++) {
+		const struct territory *r = &s->terrs[ti];
+		if (atomic_load_explicit(&r->state, memory_order_relaxed) != TERR_LIVE)
+			continue;
+		t->active++;
+		t->paths += atomic_load(&r->n_paths);
+		if (r->type == BUMBA_TERRITORY_EXCLUSIVE)
+			t->exclusive++;
+		else if (r->type == BUMBA_TERRITORY_SHARED)
+			t->shared++;
+		else
+			t->monitored++;
+	}
+	t->claims = atomic_load(&h->terr_claims);
+	t->conflicts = atomic_load(&h->terr_conflicts);
+	t->failures = atomic_load(&h->terr_failures);
+	t->expired = atomic_load(&h->terr_expired);
+	t->claim_ns_sum = atomic_load(&h->terr_claim_ns_sum);
+	for (int i = 0; i < TERR_HIST_BUCKETS; i++)
+		t->claim_hist[i] = atomic_load(&h->terr_claim_hist[i]);
+}
