@@ -956,12 +956,12 @@ static void terr_end_locked(struct bumba_seg *s, uint32_t ti)
 		if (d > 0)
 			desc_adjust(s, keys, d, -1);
 	}
-	/* Readers stop seeing it first; then its paths go to the ring of
-	 * ended paths (for the guard) and leave the table. */
+	/* The paths go to the ring of ended paths (for the guard) before
+	 * readers stop seeing the territory live: a classifier judging a
+	 * write made just before the release must find it in one or the
+	 * other, never in neither. */
 	const uint64_t now = bumba_now_ns();
 	atomic_store(&t->ended_ns, now);
-	atomic_store_explicit(&t->state, TERR_ENDED, memory_order_seq_cst);
-	atomic_fetch_sub(&s->hdr->terr_live, 1);
 	for (uint32_t l = t->first1; l; l = s->tpaths[l - 1].next1) {
 		const struct tpath *tp = &s->tpaths[l - 1];
 		uint64_t seq = atomic_load(&s->hdr->ended_seq);
@@ -977,6 +977,8 @@ static void terr_end_locked(struct bumba_seg *s, uint32_t ti)
 		atomic_store_explicit(&e->seq, seq + 1, memory_order_release);
 		atomic_store(&s->hdr->ended_seq, seq + 1);
 	}
+	atomic_store_explicit(&t->state, TERR_ENDED, memory_order_seq_cst);
+	atomic_fetch_sub(&s->hdr->terr_live, 1);
 	terr_drop_paths(s, ti, false);
 	terr_free(s, ti);
 }
