@@ -11,6 +11,18 @@
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# Where `make install` puts things (systemd, sysusers.d and tmpfiles.d
+# search /usr/local/lib/... too); the configuration stays in /etc/bumba,
+# where bumbad reads it.
+BINDIR        ?= $(PREFIX)/bin
+SBINDIR       ?= $(PREFIX)/sbin
+LIBDIR        ?= $(PREFIX)/lib
+INCLUDEDIR    ?= $(PREFIX)/include
+MANDIR        ?= $(PREFIX)/share/man
+SYSCONFDIR    ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR   ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR   ?= $(PREFIX)/lib/tmpfiles.d
 CC      ?= cc
 CLANG   ?= clang
 O       := build
@@ -59,7 +71,7 @@ FUZZ_SRC      := $(wildcard tests/fuzz/fuzz_*.c)
 SHM_OBJ := $(SHM_SRC:%.c=$(O)/%.o)
 SUP_OBJ := $(SUP_SRC:%.c=$(O)/%.o)
 
-BINS := $(O)/bumbad $(O)/bumbactl
+BINS := $(O)/bumbad $(O)/bumbactl $(O)/bumba-run
 LIBS := $(O)/libbumba-shm.so $(O)/libbumba-shm.a $(O)/bumba-shm.pc
 TESTS_UNIT := $(TEST_UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 TESTS_MP   := $(TEST_MP_SRC:tests/integration/%.c=$(O)/tests/%)
@@ -88,8 +100,15 @@ $(O)/bumba-shm.pc: shm/bumba-shm.pc.in
 $(O)/bumbad: $(SUP_OBJ) $(O)/libbumba-shm.a
 	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $(SUP_OBJ) $(O)/libbumba-shm.a $(LDLIBS_SHM) $(LDLIBS_SUP)
 
-$(O)/bumbactl: $(O)/agents/bumbactl.o $(CTL_SUP_OBJ) $(O)/libbumba-shm.a
+$(O)/bumbactl: $(O)/agents/bumbactl.o $(O)/agents/run_common.o $(CTL_SUP_OBJ) $(O)/libbumba-shm.a
 	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_SHM) $(LDLIBS_CTL)
+
+# bumba-run: wraps any command as one agent (agents/bumba-run.c); COMMAND's
+# fork/exec/signals are bumbactl lock's (agents/run_common.c).
+$(O)/bumba-run: $(O)/agents/bumba-run.o $(O)/agents/run_common.o $(O)/libbumba-shm.a
+	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS_SHM)
+
+$(O)/agents/bumbactl.o $(O)/agents/bumba-run.o $(O)/agents/run_common.o: agents/run_common.h
 
 
 # --- the eBPF guard ----------------------------------------------------------
@@ -178,7 +197,8 @@ demo: all $(EXAMPLES)
 DEB_PKGS := build-essential pkg-config clang llvm liburing-dev libbpf-dev bpftool libcap-dev \
             libjemalloc-dev libcmocka-dev libelf-dev zlib1g-dev libxxhash-dev libinih-dev \
             libmicrohttpd-dev libcjson-dev libclang-rt-14-dev python3 python3-pytest tmux \
-            prometheus curl util-linux procps xfsprogs
+            prometheus curl util-linux procps xfsprogs systemd libcap2-bin man-db groff-base \
+            passwd
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
@@ -188,28 +208,50 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "all build dependencies present"; fi
 
+# Generated at install time, so that PREFIX and the directories given to
+# `make install` (not those of the build) end up in the .pc and the unit.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-		$(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/man/man5
-	install -m 0755 $(O)/bumbad $(DESTDIR)$(PREFIX)/sbin/bumbad
-	install -m 0755 $(O)/bumbactl $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 $(O)/libbumba-shm.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 0755 $(O)/libbumba-shm.so $(DESTDIR)$(PREFIX)/lib/libbumba-shm.so.$(VERSION)
-	ln -sf libbumba-shm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libbumba-shm.so.$(SOVERSION)
-	ln -sf libbumba-shm.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libbumba-shm.so
-	install -m 0644 $(O)/bumba-shm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 0644 shm/bumba.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0644 docs/man/bumbactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	install -m 0644 docs/man/bumbad.8 $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 0644 docs/man/bumba.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/bumba
+	install -m 0755 $(O)/bumbad $(DESTDIR)$(SBINDIR)/bumbad
+	install -m 0755 $(O)/bumbactl $(O)/bumba-run $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(O)/libbumba-shm.a $(DESTDIR)$(LIBDIR)/
+	install -m 0755 $(O)/libbumba-shm.so $(DESTDIR)$(LIBDIR)/libbumba-shm.so.$(VERSION)
+	ln -sf libbumba-shm.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbumba-shm.so.$(SOVERSION)
+	ln -sf libbumba-shm.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libbumba-shm.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+		-e 's|^libdir=.*|libdir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+		-e 's|^includedir=.*|includedir=$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+		shm/bumba-shm.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/bumba-shm.pc
+	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/bumba-shm.pc
+	install -m 0644 shm/bumba.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 docs/man/bumbactl.1 docs/man/bumba-run.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/libbumba-shm.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 0644 docs/man/bumba.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 docs/man/bumbad.8 $(DESTDIR)$(MANDIR)/man8/
+	sed -e 's|/usr/local/sbin/bumbad|$(SBINDIR)/bumbad|' systemd/bumbad.service \
+		> $(DESTDIR)$(SYSTEMDUNITDIR)/bumbad.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/bumbad.service
+	install -m 0644 systemd/bumba.sysusers $(DESTDIR)$(SYSUSERSDIR)/bumba.conf
+	install -m 0644 systemd/bumba.tmpfiles $(DESTDIR)$(TMPFILESDIR)/bumba.conf
+	install -m 0644 systemd/bumba.conf.example $(DESTDIR)$(SYSCONFDIR)/bumba/bumba.conf.example
 
+# Files only (and /etc/bumba if that leaves it empty): the configuration
+# an operator wrote stays.
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/sbin/bumbad $(DESTDIR)$(PREFIX)/bin/bumbactl \
-		$(DESTDIR)$(PREFIX)/bin/bumba-run $(DESTDIR)$(PREFIX)/lib/libbumba-shm.* \
-		$(DESTDIR)$(PREFIX)/lib/pkgconfig/bumba-shm.pc $(DESTDIR)$(PREFIX)/include/bumba.h \
-		$(DESTDIR)$(PREFIX)/share/man/man1/bumbactl.1 $(DESTDIR)$(PREFIX)/share/man/man8/bumbad.8 \
-		$(DESTDIR)$(PREFIX)/share/man/man5/bumba.conf.5
+	rm -f $(DESTDIR)$(SBINDIR)/bumbad $(DESTDIR)$(BINDIR)/bumbactl $(DESTDIR)$(BINDIR)/bumba-run \
+		$(DESTDIR)$(LIBDIR)/libbumba-shm.a $(DESTDIR)$(LIBDIR)/libbumba-shm.so \
+		$(DESTDIR)$(LIBDIR)/libbumba-shm.so.$(SOVERSION) \
+		$(DESTDIR)$(LIBDIR)/libbumba-shm.so.$(VERSION) \
+		$(DESTDIR)$(LIBDIR)/pkgconfig/bumba-shm.pc $(DESTDIR)$(INCLUDEDIR)/bumba.h \
+		$(DESTDIR)$(MANDIR)/man1/bumbactl.1 $(DESTDIR)$(MANDIR)/man1/bumba-run.1 \
+		$(DESTDIR)$(MANDIR)/man3/libbumba-shm.3 $(DESTDIR)$(MANDIR)/man5/bumba.conf.5 \
+		$(DESTDIR)$(MANDIR)/man8/bumbad.8 $(DESTDIR)$(SYSTEMDUNITDIR)/bumbad.service \
+		$(DESTDIR)$(SYSUSERSDIR)/bumba.conf $(DESTDIR)$(TMPFILESDIR)/bumba.conf \
+		$(DESTDIR)$(SYSCONFDIR)/bumba/bumba.conf.example
+	@rmdir $(DESTDIR)$(SYSCONFDIR)/bumba 2>/dev/null || true
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

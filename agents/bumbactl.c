@@ -38,8 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <sysexits.h>
 #include <termios.h>
 #include <time.h>
@@ -51,6 +49,7 @@
 #include "ctl_guard.h"
 #include "ctl_safeio.h"
 #include "internal.h"
+#include "run_common.h"
 
 #define PROG "bumbactl"
 
@@ -463,52 +462,14 @@ static int common_option(struct ctl *ctl, int argc, char **argv, int *i, const c
 /* The socket we would talk to, for messages. */
 static const char *socket_name(const struct ctl *ctl, char *buf, size_t len)
 {
-	const char *env = getenv("BUMBA_SOCKET");
-
-	if (ctl->socket)
-		return ctl->socket;
-	if (env && *env)
-		return env;
-	if (bumba_default_socket(buf, len) < 0)
-		return "the default socket";
-	return buf;
+	return run_socket_name(ctl->socket, buf, len);
 }
 
-/* Reports a failed bumba_open/bumba_observe; returns the exit code. */
+/* Reports a failed bumba_open (which may have tried to join the agent of
+ * the environment); returns the exit code. */
 static int connect_failed(const struct ctl *ctl, int err)
 {
-	char buf[PATH_MAX];
-	const char *sock = socket_name(ctl, buf, sizeof(buf));
-
-	switch (-err) {
-	case ENOENT:
-	case ECONNREFUSED:
-		fprintf(stderr, PROG ": no supervisor is listening on %s (%s)\n", sock,
-			strerror(-err));
-		return EX_UNAVAILABLE;
-	case ESTALE:
-		fprintf(stderr, PROG ": the supervisor behind %s is gone (stale segment)\n", sock);
-		return EX_UNAVAILABLE;
-	case EPROTO:
-		fprintf(stderr,
-			PROG ": the supervisor on %s speaks another protocol or segment ABI "
-			     "(this is %d.%d.%d, ABI %d)\n",
-			sock, BUMBA_VERSION_MAJOR, BUMBA_VERSION_MINOR, BUMBA_VERSION_PATCH,
-			BUMBA_ABI_VERSION);
-		return EX_UNAVAILABLE;
-	case EACCES:
-	case EPERM:
-		fprintf(stderr, PROG ": not allowed to talk to the supervisor on %s (%s)\n", sock,
-			strerror(-err));
-		return EX_NOPERM;
-	case ENOSPC:
-		fprintf(stderr, PROG ": the supervisor on %s has no free agent slot\n", sock);
-		return EX_TEMPFAIL;
-	default:
-		fprintf(stderr, PROG ": cannot reach the supervisor on %s: %s\n", sock,
-			strerror(-err));
-		return EX_UNAVAILABLE;
-	}
+	return run_connect_failed(PROG, ctl->socket, true, err);
 }
 
 /* stdout is our output: a write error (full disk, closed pipe) must not
@@ -525,64 +486,6 @@ static int finish_output(int rc)
 /* ---------------------------------------------------------------------
  * lock
  * ------------------------------------------------------------------- */
-
-static volatile sig_atomic_t child_pid;
-
-static void forward_signal(int sig, siginfo_t *si, void *uctx)
-{
-	int saved = errno;
-
-	(void)uctx;
-	/* A signal the terminal generated (SI_KERNEL) went to the whole
-	 * foreground process group, COMMAND included: forwarding it would
-	 * deliver it twice, and a shell counts its interrupts. */
-	if (child_pid > 0 && si->si_code != SI_KERNEL)
-		kill((pid_t)child_pid, sig);
-	errno = saved;
-}
-
-static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-
-/*
- * Makes a path relative to the current directory when that directory lies
- * inside a workspace root, as flock(1) and COMMAND itself would read it.
- * Outside every root a relative path keeps the API's meaning: relative to
- * the first root.  Writes into out, or returns path unchanged; NULL if the
- * joined path does not fit (falling back to the other meaning would lock
- * another path).
- */
-static const char *resolve_path(struct bumba *b, const char *path, char *out, size_t len)
-{
-	char *cwds[2] = {NULL, NULL};
-	const char *res = path;
-
-	if (path[0] == '/')
-		return path;
-	/* The logical cwd ($PWD, when it names the cwd) first: roots are
-	 * spelled lexically and may go through symlinks; then the physical. */
-	cwds[0] = get_current_dir_name();
-	cwds[1] = getcwd(NULL, 0);
-	for (int c = 0; c < 2 && res == path; c++) {
-		const char *cwd = cwds[c], *root;
-
-		if (!cwd || cwd[0] != '/')
-			continue;
-		for (size_t r = 0; bumba_workspace_root(b, r, &root) == 0; r++) {
-			size_t rl = strlen(root);
-
-			while (rl > 1 && root[rl - 1] == '/')
-				rl--;
-			if (!(rl == 1 && root[0] == '/') &&
-			    (strncmp(cwd, root, rl) != 0 || (cwd[rl] != '\0' && cwd[rl] != '/')))
-				continue;
-			res = (size_t)snprintf(out, len, "%s/%s", cwd, path) < len ? out : NULL;
-			break;
-		}
-	}
-	free(cwds[0]);
-	free(cwds[1]);
-	return res;
-}
 
 /* Says why path is not a lock path: the API folds every reason into
  * -EINVAL, and "outside the workspace" is only useful with the roots. */
@@ -635,94 +538,19 @@ static int acquire_failed(struct bumba *b, const char *path, int err)
 	}
 }
 
-/*
- * Runs cmd and waits for it; returns its exit status the way a shell
- * reports it (128 + signal if it was killed).  SIGINT, SIGTERM, SIGHUP and
- * SIGQUIT sent to us are passed on, and we keep waiting: the lock must be
- * held until COMMAND is gone.
- */
-static int run_command(char **cmd)
+/* COMMAND of lock and claim (run_common.c): SIGINT, SIGTERM, SIGHUP and
+ * SIGQUIT passed on; if bumbactl dies, bumbad reclaims what it held and
+ * COMMAND gets SIGTERM. */
+static int ctl_run_command(char **cmd)
 {
-	struct sigaction sa, old[sizeof(forwarded) / sizeof(forwarded[0])];
-	bool installed[sizeof(forwarded) / sizeof(forwarded[0])] = {false};
-	struct sigaction dfl = {.sa_handler = SIG_DFL}, chld;
-	sigset_t block, saved;
-	pid_t parent = getpid(), pid;
-	bool waited = true;
-	int status = 0;
+	const struct run_opts o = {
+		.prog = PROG,
+		.signals = run_signals_basic,
+		.n_signals = run_signals_basic_n,
+		.pdeathsig = SIGTERM,
+	};
 
-	/* With SIGCHLD ignored (inherited from whoever started us) the kernel
-	 * reaps COMMAND itself and waitpid could not report its status. */
-	sigaction(SIGCHLD, &dfl, &chld);
-
-	sigemptyset(&block);
-	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
-		sigaddset(&block, forwarded[i]);
-	/* Blocked across fork, so a signal arriving before child_pid is set
-	 * is held and forwarded afterwards rather than lost. */
-	sigprocmask(SIG_BLOCK, &block, &saved);
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		int e = errno;
-
-		sigprocmask(SIG_SETMASK, &saved, NULL);
-		sigaction(SIGCHLD, &chld, NULL);
-		fprintf(stderr, PROG ": fork: %s\n", strerror(e));
-		return EX_OSERR;
-	}
-	if (pid == 0) {
-		/* The lock belongs to our agent: if bumbactl dies, bumbad
-		 * reclaims it and COMMAND must not go on unprotected. */
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) == 0 && getppid() != parent)
-			_exit(128 + SIGTERM);
-		sigaction(SIGCHLD, &chld, NULL);
-		sigprocmask(SIG_SETMASK, &saved, NULL);
-		execvp(cmd[0], cmd);
-		int e = errno;
-
-		fprintf(stderr, PROG ": %s: %s\n", cmd[0], strerror(e));
-		/* The shell's convention: 127 not found, 126 found but not
-		 * executable. */
-		_exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
-	}
-	child_pid = pid;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = forward_signal;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigfillset(&sa.sa_mask);
-	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++) {
-		if (sigaction(forwarded[i], NULL, &old[i]) < 0)
-			continue;
-		/* A signal ignored by whoever started us (nohup, a background
-		 * job of a non-interactive shell) stays ignored: COMMAND
-		 * inherited the ignore too. */
-		if (old[i].sa_handler == SIG_IGN)
-			continue;
-		installed[i] = sigaction(forwarded[i], &sa, NULL) == 0;
-	}
-	sigprocmask(SIG_SETMASK, &saved, NULL);
-
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			fprintf(stderr, PROG ": waitpid: %s\n", strerror(errno));
-			waited = false;
-			break;
-		}
-	}
-	child_pid = 0;
-	for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++) {
-		if (installed[i])
-			sigaction(forwarded[i], &old[i], NULL);
-	}
-	sigaction(SIGCHLD, &chld, NULL);
-	if (!waited)
-		return EX_OSERR;
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	if (WIFSIGNALED(status))
-		return 128 + WTERMSIG(status);
-	return EX_SOFTWARE;
+	return run_command(&o, cmd);
 }
 
 static int cmd_lock(struct ctl *ctl, int argc, char **argv)
@@ -808,7 +636,7 @@ static int cmd_lock(struct ctl *ctl, int argc, char **argv)
 	rc = bumba_open(ctl->socket, &info, &b);
 	if (rc < 0)
 		return connect_failed(ctl, rc);
-	lockpath = resolve_path(b, path, abs, sizeof(abs));
+	lockpath = run_resolve_path(b, path, abs, sizeof(abs));
 	rc = lockpath ? bumba_lock_acquire(b, lockpath, mode, timeout_ms, prio, &lk)
 		      : -ENAMETOOLONG;
 	if (rc < 0) {
@@ -832,7 +660,7 @@ static int cmd_lock(struct ctl *ctl, int argc, char **argv)
 		setenv("BUMBA_SOCKET", ctl->socket, 1);
 	bumba_set_status(b, BUMBA_STATUS_BUSY);
 
-	status = run_command(cmd);
+	status = ctl_run_command(cmd);
 
 	rc = bumba_lock_release(b, &lk);
 	if (rc < 0)
@@ -1042,7 +870,7 @@ static int cmd_claim(struct ctl *ctl, int argc, char **argv)
 		char norm[PATH_MAX];
 		int len;
 
-		paths[k] = resolve_path(b, p, abs + (size_t)k * PATH_MAX, PATH_MAX);
+		paths[k] = run_resolve_path(b, p, abs + (size_t)k * PATH_MAX, PATH_MAX);
 		len = paths[k] ? bumba_path_normalize(b, paths[k], norm, sizeof(norm))
 			       : -ENAMETOOLONG;
 		if (len >= 0 && bumba_path_prefix_keys(norm, (size_t)len, keys) < 0)
@@ -1092,7 +920,7 @@ static int cmd_claim(struct ctl *ctl, int argc, char **argv)
 		setenv("BUMBA_SOCKET", ctl->socket, 1);
 	bumba_set_status(b, BUMBA_STATUS_BUSY);
 
-	status = run_command(cmd);
+	status = ctl_run_command(cmd);
 
 	rc = bumba_territory_release(b, tid);
 	if (rc < 0)
@@ -1307,7 +1135,7 @@ static int observe(struct ctl *ctl, struct bumba_seg *seg, struct limits *l)
 		return rc;
 	rc = bumba_observe(ctl->socket, seg);
 	if (rc < 0)
-		return connect_failed(ctl, rc);
+		return run_connect_failed(PROG, ctl->socket, false, rc); /* never joins */
 	rc = limits_get(seg, l);
 	if (rc)
 		bumba_seg_unmap(seg);

@@ -165,7 +165,7 @@ static int open_version_dir(struct bumba_sio *s, int rootfd, const struct sio_pa
 		struct stat bst;
 		if (fstat(bfd, &bst) == 0) {
 			fchmod(d, 0700 | (bst.st_mode & 0070));
-			if (geteuid() == 0)
+			if (bst.st_uid != geteuid() || bst.st_gid != getegid())
 				(void)!fchown(d, bst.st_uid, bst.st_gid);
 		}
 		char tmp[64];

@@ -59,14 +59,96 @@ struct bumba_agent_info {
 /* Registers with the supervisor listening on socket_path (NULL: the
  * BUMBA_SOCKET environment variable, else $XDG_RUNTIME_DIR/bumba/bumba.sock
  * for a user, /run/bumba/bumba.sock for root) and maps the segment.
+ * Inside an agent's process tree (BUMBA_AGENT_ID and BUMBA_AGENT_FD set,
+ * as bumba-run does) it joins that agent instead: see "Joining" below.
  * Errors: -ECONNREFUSED/-ENOENT (no supervisor), -EPROTO (supervisor speaks
  * another protocol or ABI version, or the segment it handed over is
- * foreign), -ESTALE (the segment's supervisor is gone), -EINVAL (bad info), -ENOSPC (agent table full), -EACCES. */
+ * foreign), -ESTALE (the segment's supervisor is gone), -EINVAL (bad info), -ENOSPC (agent table full), -EACCES;
+ * when joining, those of bumba_join. */
 int bumba_open(const char *socket_path, const struct bumba_agent_info *info, struct bumba **out);
 
 /* Releases every lock the handle holds, unregisters and unmaps.  NULL is a
- * no-op. */
+ * no-op.  On a joined handle: releases what was taken through this handle
+ * only (lock counts and territories), and the agent lives on. */
 void bumba_close(struct bumba *b);
+
+/* ---------------------------------------------------------------------
+ * Joining: several processes, one agent
+ *
+ * An agent is a process tree (DESIGN: "children forked by an agent act as
+ * that agent").  A process that registered an agent can let the programs
+ * it starts join it rather than register agents of their own: it exports
+ *   BUMBA_AGENT_ID=<the agent id>
+ *   BUMBA_AGENT_FD=<n>   a descriptor of the segment, read-write, without
+ *                        FD_CLOEXEC (bumba_join_fd), inherited across exec
+ *   BUMBA_SOCKET=<the socket it registered on>
+ * and bumba_open() in any descendant then joins: same agent id, same slot.
+ * The descriptor is the membership proof: bumbad hands a writable one to
+ * registered agents only (observers get read-only ones), and holding it
+ * already allows anything in the segment, so it needs no extra secret.
+ *
+ * bumba_open joins when both variables are set, unless (then it registers
+ * a new agent, as without them)
+ *   - BUMBA_NO_JOIN is set (not "" or "0"), or bumba_open_ex gets
+ *     BUMBA_OPEN_NO_JOIN;
+ *   - info->parent_id is set: the caller asked for a child agent of its own;
+ *   - the supervisor on socket_path (NULL: BUMBA_SOCKET, then the default)
+ *     is not the one the agent lives with: its segment is another file
+ *     than the descriptor's (asked with one OBSERVE round trip), or it
+ *     does not answer.
+ * Set but unusable variables are an error, never a silent new agent:
+ *   -EINVAL   only one of them set, or BUMBA_AGENT_FD not a number;
+ *   -EBADF    the descriptor is not open, not read-write, or not a bumba
+ *             segment (closed or reused on the way: a program that closes
+ *             inherited descriptors breaks the chain);
+ *   -EPROTO   a segment of another ABI version;
+ *   -ESTALE   the agent is gone (its registering process died or closed,
+ *             the slot was reclaimed), or the segment's supervisor is.
+ * info is ignored when joining: the agent already has its metadata.
+ *
+ * A joined handle acts as the agent, like processes sharing one open file
+ * description under flock(2):
+ *   - locks are the agent's: a lock the agent holds (from any of its
+ *     processes) is re-entered at once, counted, by any other; processes of
+ *     one agent do not exclude each other;
+ *   - territories are the agent's: a path inside the agent's EXCLUSIVE
+ *     territory can be locked and safely written by every process of it;
+ *   - bumba_close releases the lock counts and territories taken through
+ *     this handle and leaves the agent registered (in a forked child, on
+ *     the copy it inherited, it releases nothing); a joined process that
+ *     dies without closing leaves what it took with the agent until the
+ *     agent ends (nothing wedges: the agent's end releases everything);
+ *   - the agent's liveness is the registering process's: when it ends,
+ *     bumbad reclaims everything, also what joined processes took.  Every
+ *     call on a joined handle then fails cleanly (-ENOLINK from acquire,
+ *     claim, add, remove, release of a territory and status; -ENOLCK from
+ *     lock release and renew; -EPERM from safe writes) and never touches
+ *     the agent slot's next occupant.
+ * ------------------------------------------------------------------- */
+
+#define BUMBA_OPEN_NO_JOIN   0x1u /* always register a new agent */
+#define BUMBA_OPEN_JOIN_ONLY 0x2u /* join from the environment or fail (-ENOENT if unset) */
+
+/* bumba_open with flags (BUMBA_OPEN_*; -EINVAL for unknown ones or both).
+ * BUMBA_OPEN_JOIN_ONLY joins whatever the environment names, without
+ * asking the supervisor on socket_path. */
+int bumba_open_ex(const char *socket_path, const struct bumba_agent_info *info, unsigned flags,
+		  struct bumba **out);
+
+/* Joins agent agent_id through fd, a segment descriptor as described above
+ * (not consumed: it stays open for the caller's children).  Errors as
+ * listed above, -EINVAL for a NULL or over-long id. */
+int bumba_join(const char *agent_id, int fd, struct bumba **out);
+
+/* A new descriptor of b's segment for a child to join with: read-write,
+ * without FD_CLOEXEC.  Export it as BUMBA_AGENT_FD with BUMBA_AGENT_ID =
+ * bumba_agent_id(b); close it when no more children need it.  Returns the
+ * descriptor or a negative errno. */
+int bumba_join_fd(const struct bumba *b);
+
+/* 1 if b joined an agent registered by another process, 0 if b registered
+ * its own. */
+int bumba_is_joined(const struct bumba *b);
 
 /* The agent id, "<Type>-<Name>-<unix ms>-<8 hex>".  Valid until close. */
 const char *bumba_agent_id(const struct bumba *b);

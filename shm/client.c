@@ -2,19 +2,34 @@
 /*
  * client.c - the agent's side of registration: finding the supervisor's
  * socket, the REGISTER/OBSERVE handshake, mapping the segment it hands over,
- * and the handle's life until bumba_close.
+ * joining an agent another process registered (bumba-run's children), and
+ * the handle's life until bumba_close.
+ *
+ * Joining.  An agent is registered by one process, whose death ends it; its
+ * descendants act as that agent.  The registering process exports
+ * BUMBA_AGENT_ID and BUMBA_AGENT_FD, a descriptor of the segment it was
+ * handed (read-write, inherited across exec).  That descriptor is the
+ * membership proof: the supervisor only ever gives a writable one to a
+ * registered agent (observers get O_RDONLY), and whoever holds it can
+ * already write anything in the segment, so no further secret would add
+ * protection; the id only says which agent to be.  A joined handle maps the
+ * same segment and uses the same agent slot and generation: no socket, no
+ * message to bumbad.  See bumba.h and docs/api.md for the rules.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "handle.h"
 
 #define HANDSHAKE_TIMEOUT_MS 5000
+#define SYSTEM_SOCKET	     "/run/bumba/bumba.sock"
 
 int bumba_default_socket(char *out, size_t out_len)
 {
@@ -27,7 +42,7 @@ int bumba_default_socket(char *out, size_t out_len)
 	else if (geteuid() != 0 && xdg && *xdg)
 		n = snprintf(out, out_len, "%s/bumba/bumba.sock", xdg);
 	else
-		n = snprintf(out, out_len, "/run/bumba/bumba.sock");
+		n = snprintf(out, out_len, "%s", SYSTEM_SOCKET);
 	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
 }
 
@@ -51,6 +66,14 @@ static int connect_to(const char *socket_path)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		rc = -errno;
+		/* No supervisor of the user's own under XDG_RUNTIME_DIR: a
+		 * member of the bumba group talks to the system one. */
+		if (rc == -ENOENT && socket_path == def && strcmp(def, SYSTEM_SOCKET) != 0 &&
+		    strlen(SYSTEM_SOCKET) < sizeof(addr.sun_path)) {
+			strcpy(addr.sun_path, SYSTEM_SOCKET);
+			if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+				return fd;
+		}
 		close(fd);
 		return rc;
 	}
@@ -135,15 +158,14 @@ static int handshake(int sock, const struct bumba_msg *req, uint16_t want, struc
 	return 0;
 }
 
-int bumba_open(const char *socket_path, const struct bumba_agent_info *info, struct bumba **out)
+/* Registers a new agent over the socket (bumba_open without a join). */
+static int open_register(const char *socket_path, const struct bumba_agent_info *info,
+			 struct bumba **out)
 {
 	struct bumba_msg req, rep;
 	struct bumba *b;
 	int sock, fd = -1, rc;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
 	rc = build_register(info, &req);
 	if (rc)
 		return rc;
@@ -197,6 +219,218 @@ fail:
 	return rc;
 }
 
+/* The live slot of agent id in seg, with its generation; -ESTALE if the
+ * agent is gone (ids carry a time and random bits: never reused). */
+static int find_live_agent(const struct bumba_seg *seg, const char *id, uint32_t *slot,
+			   uint32_t *gen)
+{
+	const struct seg_header *h = seg->hdr;
+	uint32_t hwm = atomic_load(&h->agent_hwm);
+
+	if (hwm == 0 || hwm > h->caps.max_agents)
+		hwm = h->caps.max_agents;
+	for (uint32_t i = 0; i < hwm; i++) {
+		const struct agent_slot *a = &seg->agents[i];
+		uint32_t g = atomic_load(&a->gen);
+		if (atomic_load_explicit(&a->state, memory_order_acquire) != AGENT_LIVE ||
+		    strncmp(a->id, id, BUMBA_ID_MAX) != 0)
+			continue;
+		/* The id was read from the slot's generation g: reused
+		 * between the two loads, it may have been someone else's. */
+		if (atomic_load(&a->gen) != g || atomic_load(&a->state) != AGENT_LIVE)
+			continue;
+		*slot = i;
+		*gen = g;
+		return 0;
+	}
+	return -ESTALE;
+}
+
+/* A descriptor that is open, read-write (not an observer's) and a bumba
+ * segment; *st gets its identity.  Anything else was a wrong number, or a
+ * descriptor closed or reused on the way. */
+static bool is_segment_fd(int fd, struct stat *st)
+{
+	uint64_t magic = 0;
+	int flags = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+
+	return flags >= 0 && (flags & O_ACCMODE) == O_RDWR && fstat(fd, st) == 0 &&
+	       S_ISREG(st->st_mode) &&
+	       pread(fd, &magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+	       magic == BUMBA_SEG_MAGIC;
+}
+
+int bumba_join(const char *agent_id, int fd, struct bumba **out)
+{
+	struct bumba *b;
+	struct stat st;
+	int dup, rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (!agent_id || !*agent_id || strnlen(agent_id, BUMBA_ID_MAX) >= BUMBA_ID_MAX)
+		return -EINVAL;
+	if (!is_segment_fd(fd, &st))
+		return -EBADF;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->seg.fd = -1;
+	b->sock = -1;
+	/* Our own descriptor for the mapping: the inherited one stays for our
+	 * children, which may join too. */
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	rc = bumba_seg_map(dup, true, true, &b->seg);
+	if (rc) {
+		close(dup);
+		goto fail;
+	}
+	rc = find_live_agent(&b->seg, agent_id, &b->slot, &b->gen);
+	if (rc)
+		goto fail_map;
+	b->agent = &b->seg.agents[b->slot];
+	b->holds = bumba_seg_holds_of(&b->seg, b->slot);
+	b->hold_mask = b->seg.hdr->caps.holds_per_agent - 1;
+	b->pid = getpid();
+	b->joined = true;
+	b->own = calloc((size_t)b->hold_mask + 1, sizeof(*b->own));
+	if (!b->own) {
+		rc = -ENOMEM;
+		goto fail_map;
+	}
+	pthread_mutex_init(&b->own_mu, NULL);
+	snprintf(b->id, sizeof(b->id), "%s", b->agent->id);
+	if (strcmp(b->id, agent_id) != 0 || !agent_live(b)) {
+		rc = -ESTALE; /* reclaimed while we looked */
+		pthread_mutex_destroy(&b->own_mu);
+		free(b->own);
+		goto fail_map;
+	}
+	*out = b;
+	return 0;
+fail_map:
+	bumba_seg_unmap(&b->seg);
+fail:
+	free(b);
+	return rc;
+}
+
+int bumba_join_fd(const struct bumba *b)
+{
+	int fd;
+
+	if (!b || b->seg.fd < 0)
+		return -EINVAL;
+	/* Read-write, like the one the supervisor handed over; not
+	 * close-on-exec, which is the point. */
+	fd = fcntl(b->seg.fd, F_DUPFD, 3);
+	return fd < 0 ? -errno : fd;
+}
+
+int bumba_is_joined(const struct bumba *b)
+{
+	return b && b->joined ? 1 : 0;
+}
+
+/* BUMBA_NO_JOIN set to anything but "" or "0". */
+static bool no_join_env(void)
+{
+	const char *v = getenv("BUMBA_NO_JOIN");
+
+	return v && *v && strcmp(v, "0") != 0;
+}
+
+/* What the environment says to join: 1 with *id and *fd set, 0 nothing to
+ * join, -EINVAL half set or malformed. */
+static int join_env(const char **id, int *fd)
+{
+	const char *i = getenv("BUMBA_AGENT_ID"), *f = getenv("BUMBA_AGENT_FD");
+	char *end;
+	long n;
+
+	if ((!i || !*i) && (!f || !*f))
+		return 0;
+	if (!i || !*i || !f || !*f)
+		return -EINVAL;
+	errno = 0;
+	n = strtol(f, &end, 10);
+	if (errno || end == f || *end || n < 0 || n > INT_MAX)
+		return -EINVAL;
+	*id = i;
+	*fd = (int)n;
+	return 1;
+}
+
+/*
+ * Is fd a descriptor of the segment of the supervisor on socket_path?  The
+ * environment may name an agent of another supervisor than the one the
+ * caller talks to (a test suite starting its own bumbad inside bumba-run):
+ * the supervisor's observer descriptor is a reopening of its segment, the
+ * same inode.  A descriptor that is no segment at all counts as a match,
+ * so that the join reports it (-EBADF) rather than a silent new agent.
+ */
+static bool same_supervisor(const char *socket_path, int fd)
+{
+	struct bumba_msg req = {.type = BUMBA_MSG_OBSERVE}, rep;
+	struct stat mine, theirs;
+	int sock, ro = -1, rc;
+
+	if (!is_segment_fd(fd, &mine))
+		return true;
+	req.abi = BUMBA_ABI_VERSION;
+	req.present = 1u << BUMBA_TAG_ABI;
+	sock = connect_to(socket_path);
+	if (sock < 0)
+		return false;
+	rc = handshake(sock, &req, BUMBA_MSG_OBSERVE_OK, &rep, &ro);
+	close(sock);
+	if (rc)
+		return false;
+	rc = fstat(ro, &theirs);
+	close(ro);
+	return rc == 0 && theirs.st_dev == mine.st_dev && theirs.st_ino == mine.st_ino;
+}
+
+int bumba_open_ex(const char *socket_path, const struct bumba_agent_info *info, unsigned flags,
+		  struct bumba **out)
+{
+	const char *id = NULL;
+	int fd = -1, rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	if (flags & ~(BUMBA_OPEN_NO_JOIN | BUMBA_OPEN_JOIN_ONLY) ||
+	    (flags & BUMBA_OPEN_NO_JOIN && flags & BUMBA_OPEN_JOIN_ONLY))
+		return -EINVAL;
+	if (flags & BUMBA_OPEN_NO_JOIN)
+		return open_register(socket_path, info, out);
+	rc = join_env(&id, &fd);
+	if (flags & BUMBA_OPEN_JOIN_ONLY)
+		return rc < 0 ? rc : rc == 0 ? -ENOENT : bumba_join(id, fd, out);
+	/* Register instead of joining when told to, and when a child agent
+	 * of its own is asked for (parent_id). */
+	if (rc == 0 || no_join_env() || (info && info->parent_id))
+		return open_register(socket_path, info, out);
+	if (rc < 0)
+		return rc;
+	/* And when the caller talks to another supervisor than the one the
+	 * agent lives with: the agent does not exist there. */
+	if (!same_supervisor(socket_path, fd))
+		return open_register(socket_path, info, out);
+	return bumba_join(id, fd, out);
+}
+
+int bumba_open(const char *socket_path, const struct bumba_agent_info *info, struct bumba **out)
+{
+	return bumba_open_ex(socket_path, info, 0, out);
+}
+
 void bumba_close(struct bumba *b)
 {
 	struct bumba_msg m = {.type = BUMBA_MSG_UNREGISTER};
@@ -208,7 +442,19 @@ void bumba_close(struct bumba *b)
 	/* Safe-file state first: unfinished transactions are completed while
 	 * the locks that cover them are still held. */
 	bumba_sio_free(b);
-	if (atomic_load(&b->agent->gen) == b->gen) {
+	if (b->joined) {
+		/* Not the agent's end: give back what this process took,
+		 * nothing else.  (An agent already gone: the checks inside
+		 * leave the slot alone.)  A forked child closing the copy it
+		 * inherited gives back nothing: the counts are its parent's. */
+		if (b->pid == getpid()) {
+			bumba_territory_release_own(b);
+			bumba_locks_release_own(b);
+		}
+		pthread_mutex_destroy(&b->own_mu);
+		free(b->own);
+		free(b->own_tids);
+	} else if (atomic_load(&b->agent->gen) == b->gen) {
 		bumba_locks_release_all(b);
 		if (b->sock >= 0 && bumba_wire_send(b->sock, &m, -1) == 0 &&
 		    bumba_wire_recv(b->sock, &rep, NULL, HANDSHAKE_TIMEOUT_MS) == 0 &&

@@ -688,6 +688,12 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 						     false);
 					return -EAGAIN;
 				}
+				if (b->joined && !agent_live(b)) {
+					/* Reclaimed under us: see acquire_common. */
+					release_word(s, q->idx, (uint32_t)agent1, BUMBA_EXCLUSIVE,
+						     false);
+					return -ENOLINK;
+				}
 				q->owner_died = (st & LK_OWNER_DIED) != 0;
 				q->fence = atomic_fetch_add(&e->fence, 1) + 1;
 				return 0;
@@ -696,9 +702,27 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 		}
 	}
 
+	/* A joined handle's agent can be reclaimed while we run (its
+	 * registering process died): the reclaimer works under the agent
+	 * mutex and takes every process of the agent for dead, freeing a
+	 * waiter record that is claimed but not yet queued.  So a joined
+	 * handle grants itself the lock or queues under that mutex, having
+	 * seen the agent live: the reclaimer then finds the lock word, the
+	 * hold or the queued record complete. */
+	pthread_mutex_t *amu = NULL;
+	if (b->joined) {
+		amu = &b->agent->mu;
+		mu_lock(amu, repair_nothing, s, 0);
+		if (!agent_live(b)) {
+			mu_unlock(amu);
+			return -ENOLINK;
+		}
+	}
 	entry_lock(s, q->idx);
 	if (atomic_load(&e->key) != q->key || (atomic_load(&e->state) & LK_DEAD)) {
 		mu_unlock(&e->mu);
+		if (amu)
+			mu_unlock(amu);
 		return -EAGAIN; /* entry recycled under us: look it up again */
 	}
 	/* Take it now if it is free and nobody queues before us; otherwise
@@ -723,6 +747,8 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 			 * in repair_entry must see it counted or not, never half. */
 			hold_activate(q->h, q->fence, bumba_coarse_ns());
 			mu_unlock(&e->mu);
+			if (amu)
+				mu_unlock(amu);
 			return 1;
 		}
 		if (!busy && !(st & (LK_OWNER_MASK | LK_SHARED_MASK))) {
@@ -732,6 +758,8 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 		}
 		if (!q->timeout_ms) {
 			mu_unlock(&e->mu);
+			if (amu)
+				mu_unlock(amu);
 			return -EBUSY;
 		}
 		if ((st & LK_WAITERS) ||
@@ -741,6 +769,8 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 	uint32_t w1 = waiter_alloc(s, b->slot);
 	if (!w1) {
 		mu_unlock(&e->mu);
+		if (amu)
+			mu_unlock(amu);
 		return -ENOSPC;
 	}
 	struct waiter *w = W(s, w1);
@@ -762,6 +792,8 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 	/* The dashboard shows a queued agent as blocked until it gets in. */
 	uint32_t prev_status = atomic_exchange(&b->agent->status, BUMBA_STATUS_BLOCKED);
 	int wk = waiting_add(s, b->slot, q->idx);
+	if (amu)
+		mu_unlock(amu);
 	int rc = 0;
 	if (wk >= 0 && would_deadlock(s, b->slot, q->idx))
 		rc = -EDEADLK;
@@ -769,6 +801,11 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 	while (!rc) {
 		uint64_t now = bumba_now_ns();
 		if (atomic_load(&w->state) != WAITER_QUEUED)
+			break;
+		/* A reclaim frees our record without waking us (it takes
+		 * the agent's processes for dead): we notice within the
+		 * liveness interval. */
+		if (b->joined && !agent_live(b))
 			break;
 		if (now >= q->deadline_ns) {
 			rc = -ETIMEDOUT;
@@ -784,6 +821,13 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 	}
 
 	entry_lock(s, q->idx);
+	if (b->joined && !agent_live(b)) {
+		/* Reclaimed: the reclaimer dequeues our record or takes back
+		 * its grant (under this mutex), and may already have given
+		 * the record to someone else: touch nothing. */
+		mu_unlock(&e->mu);
+		return -ENOLINK;
+	}
 	uint32_t ws = atomic_load(&w->state);
 	if (ws == WAITER_GRANTED) {
 		rc = 1;
@@ -803,10 +847,51 @@ static int acquire_slow(struct bumba *b, struct acq *q)
 	}
 	waiter_free(w);
 	mu_unlock(&e->mu);
-	waiting_del(s, b->slot, wk);
-	uint32_t blocked = BUMBA_STATUS_BLOCKED;
-	atomic_compare_exchange_strong(&b->agent->status, &blocked, prev_status);
+	/* A joined handle's agent may be reclaimed by now, its slot even
+	 * reused: the reclaimer clears the wait-for entries itself. */
+	if (amu)
+		mu_lock(amu, repair_nothing, s, 0);
+	if (!amu || agent_live(b)) {
+		waiting_del(s, b->slot, wk);
+		uint32_t blocked = BUMBA_STATUS_BLOCKED;
+		atomic_compare_exchange_strong(&b->agent->status, &blocked, prev_status);
+	}
+	if (amu)
+		mu_unlock(amu);
 	return rc;
+}
+
+/* Frees a PENDING hold of ours that did not get its lock.  A joined
+ * handle whose agent was reclaimed meanwhile leaves it to the reclaimer:
+ * the slot may already belong to another agent. */
+static void drop_pending(struct bumba *b, uint32_t hidx)
+{
+	mu_lock(&b->agent->mu, repair_nothing, &b->seg, 0);
+	if (!b->joined || agent_live(b))
+		hold_free(b->holds, b->hold_mask, hidx);
+	mu_unlock(&b->agent->mu);
+}
+
+/* A joined handle counts the holds it took itself (per hold index, with
+ * the lock it was for), so that bumba_close gives back exactly those. */
+static void own_add(struct bumba *b, uint32_t hidx, uint32_t lock1)
+{
+	_Atomic uint64_t *o = &b->own[hidx];
+	uint64_t v = atomic_load(o), nv;
+
+	do {
+		nv = (v >> 32) == lock1 ? v + 1 : ((uint64_t)lock1 << 32 | 1u);
+	} while (!atomic_compare_exchange_weak(o, &v, nv));
+}
+
+static void own_sub(struct bumba *b, uint32_t hidx, uint32_t lock1)
+{
+	_Atomic uint64_t *o = &b->own[hidx];
+	uint64_t v = atomic_load(o);
+
+	while ((v >> 32) == lock1 && (uint32_t)v &&
+	       !atomic_compare_exchange_weak(o, &v, (uint32_t)v == 1 ? 0 : v - 1))
+		;
 }
 
 static int acquire_common(struct bumba *b, const char *path, const struct bumba_lock_opts *o,
@@ -860,6 +945,12 @@ retry:;
 	}
 
 	mu_lock(&b->agent->mu, repair_nothing, s, 0);
+	/* The reclaimer works under this mutex: seen live here, our agent's
+	 * hold table is still ours to write. */
+	if (b->joined && !agent_live(b)) {
+		mu_unlock(&b->agent->mu);
+		return -ENOLINK;
+	}
 	q.h = hold_get(b, q.idx, q.mode, &q.hidx, &fresh);
 	if (!q.h) {
 		mu_unlock(&b->agent->mu);
@@ -911,6 +1002,15 @@ retry:;
 				release_word(s, q.idx, b->slot + 1, BUMBA_EXCLUSIVE, false);
 				goto recycled;
 			}
+			if (b->joined && !agent_live(b)) {
+				/* Our agent was reclaimed between the hold and the
+				 * CAS: the reclaimer found the word free and will
+				 * not give it back.  (Live here, a reclaim starting
+				 * later sees the word.)  The hold is the
+				 * reclaimer's to free. */
+				release_word(s, q.idx, b->slot + 1, BUMBA_EXCLUSIVE, false);
+				return -ENOLINK;
+			}
 			q.owner_died = (st & LK_OWNER_DIED) != 0;
 			q.fence = atomic_fetch_add_explicit(&e->fence, 1, memory_order_relaxed) + 1;
 			atomic_store_explicit(&e->acquired_ns, q.start_ns, memory_order_relaxed);
@@ -925,9 +1025,9 @@ retry:;
 		/* Won during the spin. */
 		hold_activate(q.h, q.fence, bumba_coarse_ns());
 	} else if (rc < 0) {
-		mu_lock(&b->agent->mu, repair_nothing, s, 0);
-		hold_free(b->holds, b->hold_mask, q.hidx);
-		mu_unlock(&b->agent->mu);
+		if (rc == -ENOLINK)
+			return rc; /* the hold is the reclaimer's */
+		drop_pending(b, q.hidx);
 		if (rc == -EAGAIN)
 			goto retry;
 		if (rc == -ETIMEDOUT || rc == -EBUSY)
@@ -958,6 +1058,8 @@ done:
 			     bumba_now_ns() + (uint64_t)o->lease_ms * 1000000ull);
 	}
 	atomic_fetch_add_explicit(&b->agent->acquired, 1, memory_order_relaxed);
+	if (b->own)
+		own_add(b, q.hidx, q.idx + 1);
 	out->fence = q.fence;
 	out->opaque[0] = q.idx | ((uint64_t)q.hidx << 32);
 	out->opaque[1] = q.key;
@@ -965,9 +1067,7 @@ done:
 	return 0;
 
 recycled:
-	mu_lock(&b->agent->mu, repair_nothing, s, 0);
-	hold_free(b->holds, b->hold_mask, q.hidx);
-	mu_unlock(&b->agent->mu);
+	drop_pending(b, q.hidx);
 	goto retry;
 }
 
@@ -1042,6 +1142,10 @@ static int release_hold(struct bumba *b, uint32_t idx, uint32_t hidx, bool all)
 		return -EINVAL;
 	h = &b->holds[hidx];
 	mu_lock(&b->agent->mu, repair_nothing, &b->seg, 0);
+	if (b->joined && !agent_live(b)) {
+		rc = -ENOLCK; /* reclaimed: the slot is no longer ours */
+		goto out;
+	}
 	if (atomic_load(&h->lock1) != idx + 1 || (atomic_load(&h->state) & 0xff) != HOLD_ACTIVE ||
 	    atomic_load(&h->count) == 0) {
 		rc = -ENOLCK;
@@ -1087,7 +1191,11 @@ int bumba_lock_release(struct bumba *b, struct bumba_lock *lock)
 	if ((uint32_t)(lock->opaque[2] >> 32) != b->gen ||
 	    atomic_load_explicit(&b->agent->gen, memory_order_acquire) != b->gen)
 		return -ENOLCK;
-	return release_hold(b, (uint32_t)lock->opaque[0], (uint32_t)(lock->opaque[0] >> 32), false);
+	uint32_t idx = (uint32_t)lock->opaque[0], hidx = (uint32_t)(lock->opaque[0] >> 32);
+	int rc = release_hold(b, idx, hidx, false);
+	if (rc == 0 && b->own)
+		own_sub(b, hidx, idx + 1);
+	return rc;
 }
 
 int bumba_lock_renew(struct bumba *b, struct bumba_lock *lock, uint32_t lease_ms)
@@ -1099,7 +1207,8 @@ int bumba_lock_renew(struct bumba *b, struct bumba_lock *lock, uint32_t lease_ms
 	    atomic_load_explicit(&b->agent->gen, memory_order_acquire) != b->gen)
 		return -ENOLCK;
 	struct hold *h = &b->holds[hidx];
-	if (atomic_load(&h->lock1) != idx + 1 || (atomic_load(&h->state) & 0xff) != HOLD_ACTIVE)
+	if (atomic_load(&h->lock1) != idx + 1 || (atomic_load(&h->state) & 0xff) != HOLD_ACTIVE ||
+	    (b->joined && !agent_live(b)))
 		return -ENOLCK;
 	uint64_t d = atomic_load(&h->lease_deadline_ns);
 	if (!d)
@@ -1116,6 +1225,21 @@ void bumba_locks_release_all(struct bumba *b)
 		uint32_t l = atomic_load(&b->holds[j].lock1);
 		if (l && l != HOLD_TOMB)
 			release_hold(b, l - 1, j, true);
+	}
+}
+
+void bumba_locks_release_own(struct bumba *b)
+{
+	if (!b->own)
+		return;
+	for (uint32_t j = 0; j <= b->hold_mask; j++) {
+		uint64_t v = atomic_exchange(&b->own[j], 0);
+		uint32_t l = (uint32_t)(v >> 32), n = (uint32_t)v;
+		/* One count at a time: counts the other processes of the agent
+		 * took on the same lock stay. */
+		while (n-- && atomic_load(&b->holds[j].lock1) == l &&
+		       release_hold(b, l - 1, j, false) == 0)
+			;
 	}
 }
 
@@ -1214,9 +1338,11 @@ void bumba_locks_reclaim_agent(struct bumba_seg *s, uint32_t slot, uint32_t gen)
 					release_word(s, idx, agent1, BUMBA_EXCLUSIVE, true);
 					atomic_fetch_add(&h->retired.owner_died, 1);
 				}
-			} else if (hst == HOLD_ACTIVE) {
+			} else if (hst == HOLD_ACTIVE || hst == HOLD_PENDING) {
 				/* Re-checked under the entry mutex: a release
-				 * cut short may have given it back already. */
+				 * cut short may have given it back already, and
+				 * a joined process of the agent, still running,
+				 * may be turning a PENDING hold ACTIVE. */
 				release_word_h(s, idx, agent1, BUMBA_SHARED, true, &hs[j]);
 			}
 		}

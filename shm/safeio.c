@@ -818,7 +818,7 @@ int bumba_sio_open_dir(struct bumba_sio *s, const struct sio_path *p)
 	return bumba_sio_openat_beneath(rootfd, p->dir_rel, O_RDONLY | O_DIRECTORY);
 }
 
-/* mkdirat + exact mode + the root's owner (when we are root). */
+/* mkdirat + exact mode + the root's owner (when we may give it). */
 static int make_state_subdir(int parent, const char *name, const struct stat *rst)
 {
 	mode_t mode = 0700 | (rst->st_mode & 0070);
@@ -828,7 +828,8 @@ static int make_state_subdir(int parent, const char *name, const struct stat *rs
 	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (geteuid() == 0 && (rst->st_uid != 0 || rst->st_gid != 0))
+	/* bumbad runs as its own user: the directory stays the root's. */
+	if (rst->st_uid != geteuid() || rst->st_gid != getegid())
 		(void)!fchown(fd, rst->st_uid, rst->st_gid);
 	fchmod(fd, mode);
 	close(fd);
@@ -951,7 +952,7 @@ out:
 
 int bumba_sio_authority(const struct bumba *b, const struct sio_path *p)
 {
-	if (atomic_load(&b->agent->gen) != b->gen)
+	if (b->joined ? !agent_live(b) : atomic_load(&b->agent->gen) != b->gen)
 		return -EPERM; /* reclaimed: nothing is held any more */
 	return bumba_may_write(&b->seg, b->slot, p->norm, p->len);
 }

@@ -695,6 +695,37 @@ static int terr_alloc(struct bumba_seg *s)
 	return -ENOSPC;
 }
 
+/* A joined handle remembers the territories it claimed, so that
+ * bumba_close ends exactly those (the agent's others stay).  Best effort:
+ * without memory the territory simply lives on with its agent. */
+static void own_tid_add(struct bumba *b, uint64_t tid)
+{
+	pthread_mutex_lock(&b->own_mu);
+	if (b->n_own_tids == b->cap_own_tids) {
+		size_t cap = b->cap_own_tids ? 2 * b->cap_own_tids : 8;
+		uint64_t *n = realloc(b->own_tids, cap * sizeof(*n));
+		if (n) {
+			b->own_tids = n;
+			b->cap_own_tids = cap;
+		}
+	}
+	if (b->n_own_tids < b->cap_own_tids)
+		b->own_tids[b->n_own_tids++] = tid;
+	pthread_mutex_unlock(&b->own_mu);
+}
+
+static void own_tid_del(struct bumba *b, uint64_t tid)
+{
+	pthread_mutex_lock(&b->own_mu);
+	for (size_t i = 0; i < b->n_own_tids; i++) {
+		if (b->own_tids[i] == tid) {
+			b->own_tids[i] = b->own_tids[--b->n_own_tids];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&b->own_mu);
+}
+
 int bumba_territory_claim(struct bumba *b, const char *title, const char *const *paths,
 			  size_t n_paths, enum bumba_territory_type type, uint64_t *territory_id,
 			  struct bumba_conflict *conflicts, size_t max_conflicts,
@@ -724,6 +755,13 @@ int bumba_territory_claim(struct bumba *b, const char *title, const char *const 
 	struct bumba_seg *s = &b->seg;
 	struct seg_header *h = s->hdr;
 	terr_lock(s);
+	/* Again under the mutex the reclaimer ends territories under: an
+	 * agent reclaimed meanwhile (a joined process outliving its agent's
+	 * registering one) must not leave a territory owned by its slot. */
+	if (b->joined ? !agent_live(b) : atomic_load(&b->agent->gen) != b->gen) {
+		rc = -ENOLINK;
+		goto out_unlock;
+	}
 	if (b->agent->parent1) {
 		for (size_t k = 0; k < n_paths; k++) {
 			if (!inside_ancestors(s, &reqs[k], b->slot)) {
@@ -774,13 +812,19 @@ out_free:
 	free(reqs);
 	if (n_conflicts)
 		*n_conflicts = c.n;
+	if (rc == 0 && b->joined)
+		own_tid_add(b, *territory_id);
 	return rc;
 }
 
-/* Our LIVE territory with this id, or -ENOENT. */
+/* Our LIVE territory with this id, or -ENOENT (-ENOLINK: our agent is
+ * gone). */
 static int find_own(struct bumba *b, uint64_t tid)
 {
 	const struct bumba_seg *s = &b->seg;
+
+	if (b->joined && !agent_live(b))
+		return -ENOLINK;
 
 	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++) {
 		const struct territory *t = &s->terrs[ti];
@@ -996,7 +1040,24 @@ int bumba_territory_release(struct bumba *b, uint64_t territory_id)
 		rc = 0;
 	}
 	terr_unlock(&b->seg);
+	if (b->joined)
+		own_tid_del(b, territory_id);
 	return rc;
+}
+
+void bumba_territory_release_own(struct bumba *b)
+{
+	pthread_mutex_lock(&b->own_mu);
+	uint64_t *tids = b->own_tids;
+	size_t n = b->n_own_tids;
+	b->own_tids = NULL;
+	b->n_own_tids = b->cap_own_tids = 0;
+	pthread_mutex_unlock(&b->own_mu);
+	/* Gone already (released by another process of the agent, timed
+	 * out, the agent reclaimed): -ENOENT/-ENOLINK, nothing to do. */
+	for (size_t i = 0; i < n; i++)
+		bumba_territory_release(b, tids[i]);
+	free(tids);
 }
 
 void bumba_territory_reclaim_agent(struct bumba_seg *s, uint32_t slot)

@@ -26,6 +26,7 @@ struct bumbad_opts {
 	const char *config_path; /* --config */
 	const char *http;	 /* --http ADDR:PORT | off */
 	bool no_guard;		 /* --no-guard */
+	const char *user;	 /* --user: a root-started bumbad switches to it */
 	uint32_t cleanup_interval_ms;
 };
 

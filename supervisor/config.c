@@ -39,6 +39,7 @@ enum ktype {
 	K_PATH,	    /* absolute path or empty */
 	K_PATHLIST, /* absolute paths separated by ':'; repeated lines accumulate */
 	K_ADDR,	    /* numeric IPv4 or IPv6 address */
+	K_USER,	    /* a user name: [a-z_][a-z0-9_.-]*, at most 32 bytes */
 };
 
 struct key {
@@ -92,6 +93,7 @@ static const struct key keys[] = {
 	PATHK("supervisor", "socket", socket, NULL),
 	LIST("supervisor", "workspaces", workspaces, n_workspaces, NULL),
 	U32("supervisor", "keeperLinger", keeper_linger_s, 1, 86400, "seconds", NULL),
+	{"supervisor", "user", K_USER, OFF(user), SZ(user), 0, 0, 0, 0, NULL, NULL, NULL},
 
 	U32("fileLocking", "defaultTimeout", lock_default_timeout_ms, 0, 86400000, "milliseconds",
 	    NULL),
@@ -156,6 +158,7 @@ void bumba_config_defaults(struct bumba_config *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->keeper_linger_s = 300;
+	snprintf(c->user, sizeof(c->user), "bumba");
 
 	c->lock_default_timeout_ms = 30000; /* the seed's values */
 	c->lock_max_timeout_ms = 300000;
@@ -538,6 +541,23 @@ static int set_value(struct ctx *x, size_t k, const char *v)
 			memcpy(arr[(*n)++], tmp[i], PATH_MAX);
 		return 0;
 	}
+	case K_USER: {
+		size_t n = strlen(v);
+		bool ok = n > 0 && n < K->size && (islower((unsigned char)v[0]) || v[0] == '_');
+
+		for (size_t i = 1; ok && i < n; i++)
+			ok = islower((unsigned char)v[i]) || isdigit((unsigned char)v[i]) ||
+			     strchr("_.-", v[i]) || (i == n - 1 && v[i] == '$');
+		if (!ok) {
+			report(x, true,
+			       "%s: '%s' is not a user name (lower case letters, digits, '_', "
+			       "'.', '-'; at most %zu bytes)",
+			       kname, quote(v, q, sizeof(q)), K->size - 1);
+			return -EINVAL;
+		}
+		snprintf(base, K->size, "%s", v);
+		return 0;
+	}
 	case K_ADDR: {
 		unsigned char sa[16];
 
@@ -908,6 +928,7 @@ static void print_value(const struct bumba_config *c, size_t k, FILE *f)
 	case K_CHOICE:
 	case K_PATH:
 	case K_ADDR:
+	case K_USER:
 		fputs(base, f);
 		break;
 	case K_PATHLIST: {

@@ -25,6 +25,7 @@
 #define BUMBA_CONFIG_DEFAULT_PATH "/etc/bumba/bumba.conf"
 #define BUMBA_CONFIG_SOCKET_MAX	  100 /* room for ".keeper" in sockaddr_un */
 #define BUMBA_CONFIG_ADDR_MAX	  64
+#define BUMBA_CONFIG_USER_MAX	  33 /* a user name, as useradd allows */
 
 /* Where a value came from. */
 enum bumba_config_source {
@@ -48,6 +49,7 @@ struct bumba_config {
 	char workspaces[BUMBA_MAX_ROOTS][PATH_MAX];
 	uint32_t n_workspaces; /* 0: the current directory */
 	uint32_t keeper_linger_s;
+	char user[BUMBA_CONFIG_USER_MAX]; /* a root-started bumbad switches to it; "root": stays */
 
 	/* [fileLocking] */
 	uint32_t lock_default_timeout_ms;

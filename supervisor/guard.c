@@ -131,6 +131,18 @@ void guard_counters(struct guard_counters *c)
 {
 	memset(c, 0, sizeof(*c));
 }
+void guard_started(struct bumbad *d)
+{
+	(void)d;
+}
+int guard_probe_maps(void)
+{
+	return -ENOENT;
+}
+const char *guard_pin_dir(void)
+{
+	return NULL;
+}
 
 #else /* BUMBA_GUARD */
 
@@ -1110,7 +1122,7 @@ void guard_tick(struct bumbad *d, uint64_t now_ns)
  * ------------------------------------------------------------------- */
 
 static struct {
-	bool on;
+	bool on, started;
 	int fan, stopfd, opening_fd;
 	pthread_t th;
 	char scope[512];
@@ -1324,13 +1336,35 @@ static void enforce_start(struct bumbad *d, char *why, size_t cap)
 	}
 	E.opening_fd = bpf_map__fd(G.skel->maps.opening);
 	E.stopfd = eventfd(0, EFD_CLOEXEC);
-	if (E.stopfd < 0 || pthread_create(&E.th, NULL, enforce_thread, d) != 0) {
-		snprintf(why, cap, "cannot start the enforcement thread");
+	if (E.stopfd < 0) {
+		snprintf(why, cap, "eventfd: %s", strerror(errno));
 		close(E.fan);
 		E.fan = -1;
 		return;
 	}
+	/* The thread that answers starts in guard_started(), once bumbad has
+	 * its final credentials: capabilities belong to each thread, and one
+	 * made now would keep the start-up set (CAP_SYS_ADMIN, CAP_BPF) for
+	 * good (privilege.c).  Opens on the marked mounts wait until then
+	 * (milliseconds); bumbad opens nothing there meanwhile. */
 	E.on = true;
+}
+
+static void enforce_run(struct bumbad *d)
+{
+	if (!E.on || E.started)
+		return;
+	if (pthread_create(&E.th, NULL, enforce_thread, d) != 0) {
+		bumbad_log(LOG_ERR, "guard: cannot start the enforcement thread: not enforcing");
+		close(E.fan); /* pending permission events are allowed */
+		close(E.stopfd);
+		E.fan = E.stopfd = -1;
+		E.on = false;
+		set_status(d, "degraded",
+			   "watching, but the enforcement thread did not start: detecting only");
+		return;
+	}
+	E.started = true;
 }
 
 static void enforce_stop(void)
@@ -1339,10 +1373,13 @@ static void enforce_stop(void)
 
 	if (!E.on)
 		return;
-	if (write(E.stopfd, &one, sizeof(one)) < 0) {
-		/* the thread is stopped by the close below */
+	if (E.started) {
+		if (write(E.stopfd, &one, sizeof(one)) < 0) {
+			/* the thread is stopped by the close below */
+		}
+		pthread_join(E.th, NULL);
 	}
-	pthread_join(E.th, NULL);
+	E.started = false;
 	close(E.fan); /* pending permission events are allowed */
 	close(E.stopfd);
 	E.fan = E.stopfd = -1;
@@ -1812,6 +1849,28 @@ fail:
 	close_roots();
 	release_pin_dir();
 	return 0;
+}
+
+void guard_started(struct bumbad *d)
+{
+	if (G.running)
+		enforce_run(d);
+}
+
+int guard_probe_maps(void)
+{
+	struct guard_root r;
+	uint32_t k = 0;
+
+	if (!G.running)
+		return -ENOENT;
+	/* What the event loop does all day: a map look-up by descriptor. */
+	return bpf_map_lookup_elem(bpf_map__fd(G.skel->maps.roots), &k, &r) < 0 ? -errno : 0;
+}
+
+const char *guard_pin_dir(void)
+{
+	return G.running && G.pinned ? G.pin_dir : NULL;
 }
 
 void guard_stop(struct bumbad *d)

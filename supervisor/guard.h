@@ -34,6 +34,20 @@
  * never fatal. */
 int guard_start(struct bumbad *d);
 
+/* Start-up is over and bumbad has its final credentials (privilege.c):
+ * starts the enforcement thread (guard.enforce), which must be made with
+ * them. */
+void guard_started(struct bumbad *d);
+
+/* For privilege.c: 0 if a look-up in the guard's maps works with the
+ * capabilities bumbad has now (kernels before 6.4 with
+ * kernel.unprivileged_bpf_disabled refuse every bpf(2) command without
+ * CAP_BPF), -errno if not, -ENOENT when the guard is not running. */
+int guard_probe_maps(void);
+
+/* The pin directory in use, NULL when the maps are not pinned. */
+const char *guard_pin_dir(void);
+
 /* The ring buffer is readable (EV_GUARD). */
 void guard_event(struct bumbad *d);
 

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "bumbad.h"
+#include "privilege.h"
 
 static int send_word(int fd, const char *w, int pass_fd)
 {
@@ -163,6 +164,8 @@ static void keeper_main(int lfd, int seg_fd, pid_t sup, int linger_s)
 	time_t orphaned = 0;
 
 	prctl(PR_SET_NAME, "bumbad-keeper");
+	/* It only holds a descriptor and answers on a socket. */
+	privilege_drop_keeper();
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
 	for (;;) {

@@ -26,7 +26,9 @@
 
 #include "bumbad.h"
 #include "guard.h"
+#include "notify.h"
 #include "ops.h"
+#include "privilege.h"
 #include "recovery.h"
 
 static bool journal;
@@ -57,7 +59,7 @@ static void usage(FILE *f)
 		   "[--max-locks N]\n"
 		   "              [--max-waiters N] [--holds-per-agent N] [--default-timeout MS] "
 		   "[--max-timeout MS]\n"
-		   "              [--keeper-linger S]\n"
+		   "              [--keeper-linger S] [--user USER|root]\n"
 		   "See bumbad(8).\n");
 }
 
@@ -90,6 +92,7 @@ static int parse_args(int argc, char **argv, struct bumbad_opts *o)
 		O_MAXTO,
 		O_LINGER,
 		O_CONFIG,
+		O_USER,
 		O_HELP,
 	};
 	static const struct option lo[] = {
@@ -106,6 +109,7 @@ static int parse_args(int argc, char **argv, struct bumbad_opts *o)
 		{"max-timeout", required_argument, 0, O_MAXTO},
 		{"keeper-linger", required_argument, 0, O_LINGER},
 		{"config", required_argument, 0, O_CONFIG},
+		{"user", required_argument, 0, O_USER},
 		{"help", no_argument, 0, O_HELP},
 		{0, 0, 0, 0},
 	};
@@ -147,6 +151,13 @@ static int parse_args(int argc, char **argv, struct bumbad_opts *o)
 		}
 		case O_CONFIG:
 			o->config_path = optarg;
+			break;
+		case O_USER:
+			if (!*optarg) {
+				fprintf(stderr, "bumbad: --user: want a user name, or root\n");
+				return -EINVAL;
+			}
+			o->user = optarg;
 			break;
 		case O_MAXAG:
 		case O_MAXLK:
@@ -270,6 +281,10 @@ static int try_adopt(struct bumbad *d)
 	int fd, rc;
 
 	rc = keeper_adopt(d, &fd);
+	/* Under systemd the keeper dies with the unit; its file descriptor
+	 * store kept the segment instead (notify.h). */
+	if (rc)
+		rc = notify_stored_segment(&fd);
 	if (rc)
 		return rc;
 	rc = bumba_seg_map(fd, true, false, &d->seg);
@@ -278,12 +293,14 @@ static int try_adopt(struct bumbad *d)
 			   strerror(-rc));
 		close(fd);
 		keeper_quit(d);
+		notify_forget_segment();
 		return rc;
 	}
 	if (!same_roots(d)) {
 		bumbad_log(LOG_WARNING, "keeper's segment serves other workspaces; starting fresh");
 		bumba_seg_unmap(&d->seg);
 		keeper_quit(d);
+		notify_forget_segment();
 		return -ESTALE;
 	}
 	d->adopted = true;
@@ -406,6 +423,9 @@ static void run(struct bumbad *d)
 					ops_tick(d, now);
 					recovery_tick(d, now);
 					guard_tick(d, now);
+					/* The watchdog: from the loop itself, so a
+					 * wedged loop stops the pings. */
+					notify_tick(d, now);
 				}
 				break;
 			}
@@ -444,6 +464,10 @@ int main(int argc, char **argv)
 	rc = ops_configure(&d);
 	if (rc)
 		return rc;
+	rc = privilege_init(&d);
+	if (rc)
+		return rc;
+	notify_init();
 	if (d.o.caps.holds_per_agent & (d.o.caps.holds_per_agent - 1)) {
 		fprintf(stderr, "bumbad: --holds-per-agent must be a power of two\n");
 		return 64;
@@ -466,6 +490,7 @@ int main(int argc, char **argv)
 		bumbad_log(LOG_ERR, "cannot listen on %s: %s", d.socket_path, strerror(-rc));
 		return 1;
 	}
+	privilege_socket(&d);
 	if (try_adopt(&d) != 0) {
 		rc = bumba_seg_create(&d.o.caps, d.roots, d.o.n_roots, d.o.default_timeout_ms,
 				      d.o.max_timeout_ms, &d.seg);
@@ -481,6 +506,8 @@ int main(int argc, char **argv)
 				   "lose the lock state",
 				   strerror(-rc));
 	}
+	/* systemd keeps it across a crash of ours (FileDescriptorStoreMax=). */
+	notify_store_segment(&d);
 	/* The loop first: adopting registers a pidfd per live agent in it. */
 	if (setup_loop(&d) < 0) {
 		bumbad_log(LOG_ERR, "event loop: %s", strerror(errno));
@@ -498,14 +525,24 @@ int main(int argc, char **argv)
 	/* Safe file operations dead agents left half done: before the first
 	 * agent is accepted. */
 	recovery_start(&d);
-	/* HTTP and the audit log; a failure (logged) stops cleanly below. */
+	/* The audit log; a failure (logged) stops cleanly below. */
 	rc = ops_start(&d);
-	if (rc)
-		d.stop = true;
-	else {
+	if (rc == 0) {
 		/* The kernel guard: after the audit log, before "ready". */
 		guard_start(&d);
 		atomic_store(&d.seg.hdr->guard_active, strncmp(guard_status(), "active", 6) == 0);
+		/* Then the privileges go, before any thread exists: HTTP's
+		 * and the guard's enforcement thread start with the final
+		 * credentials. */
+		if (privilege_drop(&d) < 0)
+			rc = 1;
+	}
+	if (rc == 0)
+		rc = ops_start_http(&d);
+	if (rc)
+		d.stop = true;
+	else {
+		guard_started(&d);
 		bumbad_log(
 			LOG_NOTICE,
 			"ready: socket %s, workspace %s%s, segment %zu KiB, %u agents x %u locks, "
@@ -513,8 +550,10 @@ int main(int argc, char **argv)
 			d.socket_path, d.roots[0], d.o.n_roots > 1 ? " (+more)" : "",
 			d.seg.size / 1024, d.seg.hdr->caps.max_agents, d.seg.hdr->caps.max_locks,
 			guard_status());
+		notify_ready(&d);
 	}
 	run(&d);
+	notify_stopping(&d);
 	atomic_store(&d.seg.hdr->guard_active, 0);
 	guard_stop(&d);
 	ops_stop(&d);

@@ -129,7 +129,6 @@ int ops_configure(struct bumbad *d)
 int ops_start(struct bumbad *d)
 {
 	struct bumbad_ops *x = d->ops;
-	int rc;
 
 	x->start_wall_ms = bumba_wall_ms();
 	x->keeper_fd = d->keeper_fd;
@@ -140,6 +139,14 @@ int ops_start(struct bumbad *d)
 	if (x->cfg.audit_log[0] && audit_open(d) < 0)
 		return 1;
 	audit_supervisor(d, "supervisor.started");
+	return 0;
+}
+
+int ops_start_http(struct bumbad *d)
+{
+	struct bumbad_ops *x = d->ops;
+	int rc;
+
 	if (!x->http_on) {
 		bumbad_log(LOG_INFO, "http: off");
 		return 0;

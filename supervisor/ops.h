@@ -83,10 +83,14 @@ struct bumbad_ops {
  * configuration error) after saying why on stderr. */
 int ops_configure(struct bumbad *d);
 
-/* After the segment exists and the loop is set up: audit log, HTTP.
- * Returns 0, or an exit status (an HTTP address given explicitly that
- * cannot be bound is fatal; the default one only warns). */
+/* After the segment exists and the loop is set up: the audit log.
+ * Returns 0, or an exit status. */
 int ops_start(struct bumbad *d);
+/* After the privileges are dropped (privilege.h; its thread must start
+ * with the final credentials): HTTP.  Returns 0, or an exit status (an
+ * HTTP address given explicitly that cannot be bound is fatal; the
+ * default one only warns). */
+int ops_start_http(struct bumbad *d);
 void ops_stop(struct bumbad *d);
 
 /* Every heartbeat: true when the lock sweep (fileLocking.cleanupInterval)

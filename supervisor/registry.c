@@ -27,6 +27,7 @@
 #include "bumbad.h"
 #include "guard.h"
 #include "ops.h"
+#include "privilege.h"
 #include "recovery.h"
 
 #ifndef SO_PEERPIDFD
@@ -66,7 +67,8 @@ int registry_listen(struct bumbad *d)
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	/* Only our user (a service: our group too, see docs/security.md). */
+	/* Only our user for now; privilege_socket() opens it to the
+	 * service's group (docs/security.md). */
 	mode_t old = umask(0177);
 	rc = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
 	umask(old);
@@ -107,8 +109,10 @@ void registry_accept(struct bumbad *d)
 		}
 		struct ucred cr;
 		socklen_t len = sizeof(cr);
+		/* The socket's mode is the gate; this is the second lock on
+		 * it (privilege.h says who passes). */
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
-		    (cr.uid != geteuid() && cr.uid != 0 && geteuid() != 0)) {
+		    !privilege_peer_allowed(fd, &cr)) {
 			reply_error(fd, EACCES, "peer not allowed");
 			close(fd);
 			continue;

@@ -4,6 +4,7 @@
 #   2. the same units under AddressSanitizer + UndefinedBehaviorSanitizer
 #   3. the lock-table units under ThreadSanitizer
 #   4. multi-process tests (build/tests/mp_*): real bumbad, real SIGKILLs
+#      and the Python binding under pytest (agents/python/tests)
 #   5. shell tests (tests/integration/t_*.sh): bumbactl, the demo
 #   6. libFuzzer smoke runs of every fuzz target
 # Each step prints PASS/FAIL/SKIP (with the reason) per test; the last line
@@ -61,6 +62,20 @@ echo "== multi-process tests"
 for t in "$BUILD"/tests/mp_*; do
 	[ -x "$t" ] && run "mp/$(basename "$t")" 300 "$t"
 done
+
+echo "== python binding (pytest)"
+# The first python3 with pytest (Debian's python3-pytest is /usr/bin's).
+py=
+for p in python3 /usr/bin/python3; do
+	command -v "$p" >/dev/null && "$p" -m pytest --version >/dev/null 2>&1 && { py=$p; break; }
+done
+if [ -n "$py" ]; then
+	PYTHONPATH=$(pwd)/agents/python${PYTHONPATH:+:$PYTHONPATH} PYTHONDONTWRITEBYTECODE=1 \
+		run "py/pytest" 600 "$py" -m pytest -q -p no:cacheprovider agents/python/tests
+else
+	echo "skip: python3-pytest is not installed (make deps)" >"$logdir/py_pytest.log"
+	record "py/pytest" 77 "$logdir/py_pytest.log"
+fi
 
 echo "== shell tests"
 for t in tests/integration/t_*.sh; do

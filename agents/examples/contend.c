@@ -51,9 +51,9 @@
  * errno name), 64 on bad usage.
  *
  * Build (the demo does this):
- *   cc -O2 -std=gnu11 -D_GNU_SOURCE -Ishm -o build/examples/contend \
- *      agents/examples/contend.c build/libbumba-shm.a -lxxhash -lpthread
+ *   cc -O2 -o contend contend.c $(pkg-config --cflags --libs bumba-shm)
  */
+#define _GNU_SOURCE /* strerrorname_np */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>

@@ -194,7 +194,10 @@ static const char every_key[] = "; every key of bumba.conf(5)\n"
 				"enabled = yes\n"
 				"enforce = on\n"
 				"roots = /srv/a\n"
-				"roots = /srv/c\n";
+				"roots = /srv/c\n"
+				"\n"
+				"[supervisor]\n"
+				"user = agents\n";
 
 static void check_every_key(const struct bumba_config *c)
 {
@@ -240,6 +243,7 @@ static void check_every_key(const struct bumba_config *c)
 	assert_int_equal(c->n_guard_roots, 2);
 	assert_string_equal(c->guard_roots[0], "/srv/a");
 	assert_string_equal(c->guard_roots[1], "/srv/c");
+	assert_string_equal(c->user, "agents");
 }
 
 static void test_every_key(void **state)
@@ -603,9 +607,43 @@ static void test_listen(void **state)
 	}
 }
 
+/* supervisor.user: a user name (bumbad looks it up), never a path or
+ * anything a shell would mind. */
+static void test_user(void **state)
+{
+	static const char *const good[] = {"bumba", "root", "_svc", "a.b-c_9", "machine$"};
+	static const char *const bad[] = {"",	    "Bumba", "-x",
+					  "9lives", "a b",   "a/b",
+					  "$x",	    "a$b",   "abcdefghijklmnopqrstuvwxyz0123456"};
+	struct bumba_config c;
+	char text[128];
+
+	(void)state;
+	assert_string_equal((bumba_config_defaults(&c), c.user), "bumba");
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		struct msgs s = {0};
+		snprintf(text, sizeof(text), "[supervisor]\nuser = %s\n", good[i]);
+		bumba_config_defaults(&c);
+		if (bumba_config_load_file(&c, write_text("user.conf", text), collect, &s) != 0) {
+			dump(&s);
+			fail_msg("user '%s' refused", good[i]);
+		}
+		assert_string_equal(c.user, good[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct msgs s = {0};
+		snprintf(text, sizeof(text), "[supervisor]\nuser = %s\n", bad[i]);
+		bumba_config_defaults(&c);
+		if (bumba_config_load_file(&c, write_text("user.conf", text), collect, &s) != 1)
+			fail_msg("user '%s' accepted", bad[i]);
+		assert_string_equal(c.user, "bumba");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_user, setup),
 		cmocka_unit_test_setup(test_defaults, setup),
 		cmocka_unit_test_setup(test_every_key, setup),
 		cmocka_unit_test_setup(test_bad_values, setup),
