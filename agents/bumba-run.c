@@ -132,27 +132,6 @@ static void die_oom(void)
 	exit(EX_OSERR);
 }
 
-/* "--name VALUE" or "--name=VALUE": 1 and *val, 0 another option, -1 no
- * value. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	const char *a = argv[*i];
-
-	if (strncmp(a, name, n) != 0)
-		return 0;
-	if (a[n] == '=') {
-		*val = a + n + 1;
-		return 1;
-	}
-	if (a[n] != '\0')
-		return 0;
-	if (*i + 1 >= argc)
-		return -1;
-	*val = argv[++*i];
-	return 1;
-}
-
 static void claim_add(struct claim *c, const char *path)
 {
 	if (c->n == c->cap) {
@@ -219,25 +198,25 @@ static int parse(struct run *r, int argc, char **argv)
 			       BUMBA_ABI_VERSION, BUMBA_PROTO_VERSION);
 			exit(EX_OK);
 		}
-		if ((rc = opt_value(argc, argv, &i, "--type", &v)) != 0) {
+		if ((rc = run_opt_value(argc, argv, &i, "--type", &v)) != 0) {
 			if (rc < 0)
 				return usage_error("option '--type' needs a value");
 			if ((rc = check_field("--type", v, true)))
 				return rc;
 			r->info.type = v;
-		} else if ((rc = opt_value(argc, argv, &i, "--name", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--name", &v)) != 0) {
 			if (rc < 0)
 				return usage_error("option '--name' needs a value");
 			if ((rc = check_field("--name", v, true)))
 				return rc;
 			r->info.name = v;
-		} else if ((rc = opt_value(argc, argv, &i, "--department", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--department", &v)) != 0) {
 			if (rc < 0)
 				return usage_error("option '--department' needs a value");
 			if ((rc = check_field("--department", v, false)))
 				return rc;
 			r->info.department = v;
-		} else if ((rc = opt_value(argc, argv, &i, "--capability", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--capability", &v)) != 0) {
 			if (rc < 0)
 				return usage_error("option '--capability' needs a value");
 			if ((rc = check_field("--capability", v, false)))
@@ -245,16 +224,16 @@ static int parse(struct run *r, int argc, char **argv)
 			if (r->info.n_capabilities >= BUMBA_MAX_CAPS)
 				return usage_error("at most %d capabilities", BUMBA_MAX_CAPS);
 			r->caps[r->info.n_capabilities++] = v;
-		} else if ((rc = opt_value(argc, argv, &i, "--exclusive", &v)) != 0 ||
-			   (rc = opt_value(argc, argv, &i, "--shared", &v)) != 0 ||
-			   (rc = opt_value(argc, argv, &i, "--monitored", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--exclusive", &v)) != 0 ||
+			   (rc = run_opt_value(argc, argv, &i, "--shared", &v)) != 0 ||
+			   (rc = run_opt_value(argc, argv, &i, "--monitored", &v)) != 0) {
 			enum bumba_territory_type t = a[2] == 'e'   ? BUMBA_TERRITORY_EXCLUSIVE
 						      : a[2] == 's' ? BUMBA_TERRITORY_SHARED
 								    : BUMBA_TERRITORY_MONITORED;
 			if (rc < 0 || !*v)
 				return usage_error("option '--%s' needs a PATH", type_name(t));
 			claim_add(&r->claims[t], v);
-		} else if ((rc = opt_value(argc, argv, &i, "--title", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--title", &v)) != 0) {
 			if (rc < 0)
 				return usage_error("option '--title' needs a value");
 			if (strlen(v) >= TERR_TITLE)
@@ -264,11 +243,11 @@ static int parse(struct run *r, int argc, char **argv)
 				return usage_error(
 					"--title must be UTF-8 without control characters");
 			r->title = v;
-		} else if ((rc = opt_value(argc, argv, &i, "--socket", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--socket", &v)) != 0) {
 			if (rc < 0 || !*v)
 				return usage_error("option '--socket' needs a PATH");
 			r->socket = v;
-		} else if ((rc = opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
 			char *end;
 
 			if (rc < 0)

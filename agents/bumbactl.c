@@ -386,30 +386,6 @@ static void version(void)
 }
 
 /*
- * Matches argv[*i] against a long option taking a value, as "--name VALUE"
- * or "--name=VALUE".  Returns 1 and sets *val on a match, 0 if argv[*i] is
- * another option, -1 if the value is missing.
- */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	const char *a = argv[*i];
-
-	if (strncmp(a, name, n) != 0)
-		return 0;
-	if (a[n] == '=') {
-		*val = a + n + 1;
-		return 1;
-	}
-	if (a[n] != '\0')
-		return 0;
-	if (*i + 1 >= argc)
-		return -1;
-	*val = argv[++*i];
-	return 1;
-}
-
-/*
  * The options every subcommand accepts.  Returns 1 if argv[*i] was one, 0
  * if not, or an exit code (> 1) for a bad one.  --help and --version print
  * and exit here: they win over everything else on the line.
@@ -434,7 +410,7 @@ static int common_option(struct ctl *ctl, int argc, char **argv, int *i, const c
 		version();
 		exit(EX_OK);
 	}
-	r = opt_value(argc, argv, i, "--socket", &v);
+	r = run_opt_value(argc, argv, i, "--socket", &v);
 	if (r < 0)
 		return usage_error(synopsis, "option '--socket' needs a PATH");
 	if (r > 0) {
@@ -443,7 +419,7 @@ static int common_option(struct ctl *ctl, int argc, char **argv, int *i, const c
 		ctl->socket = v;
 		return 1;
 	}
-	r = opt_value(argc, argv, i, "--config", &v);
+	r = run_opt_value(argc, argv, i, "--config", &v);
 	if (r < 0)
 		return usage_error(synopsis, "option '--config' needs a FILE");
 	if (r > 0) {
@@ -588,7 +564,7 @@ static int cmd_lock(struct ctl *ctl, int argc, char **argv)
 			mode = BUMBA_SHARED;
 		} else if (!strcmp(a, "--exclusive")) {
 			mode = BUMBA_EXCLUSIVE;
-		} else if ((rc = opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--timeout", &v)) != 0) {
 			char *end;
 			long t;
 
@@ -602,7 +578,7 @@ static int cmd_lock(struct ctl *ctl, int argc, char **argv)
 						   "(the supervisor's default) or more",
 						   v);
 			timeout_ms = (int)t;
-		} else if ((rc = opt_value(argc, argv, &i, "--priority", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--priority", &v)) != 0) {
 			if (rc < 0)
 				return usage_error(LOCK_USAGE, "option '--priority' needs a value");
 			if (!strcmp(v, "low"))
@@ -824,7 +800,7 @@ static int cmd_claim(struct ctl *ctl, int argc, char **argv)
 			type = BUMBA_TERRITORY_SHARED;
 		} else if (!strcmp(a, "--monitored")) {
 			type = BUMBA_TERRITORY_MONITORED;
-		} else if ((rc = opt_value(argc, argv, &i, "--title", &v)) != 0) {
+		} else if ((rc = run_opt_value(argc, argv, &i, "--title", &v)) != 0) {
 			if (rc < 0)
 				return usage_error(CLAIM_USAGE, "option '--title' needs a value");
 			if (strlen(v) >= TERR_TITLE)
@@ -1394,9 +1370,9 @@ static int cmd_watch(struct ctl *ctl, int argc, char **argv)
 			return rc;
 		if (rc == 1)
 			continue;
-		if ((rc = opt_value(argc, argv, &i, "--interval", &v)) != 0)
+		if ((rc = run_opt_value(argc, argv, &i, "--interval", &v)) != 0)
 			dst = &interval;
-		else if ((rc = opt_value(argc, argv, &i, "--count", &v)) != 0)
+		else if ((rc = run_opt_value(argc, argv, &i, "--count", &v)) != 0)
 			dst = &count;
 		else
 			return usage_error(WATCH_USAGE, "unknown argument '%s' for watch", argv[i]);

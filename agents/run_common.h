@@ -62,4 +62,10 @@ const char *run_socket_name(const char *socket, char *buf, size_t len);
  * BUMBA_OPEN_NO_JOIN). */
 int run_connect_failed(const char *prog, const char *socket, bool may_join, int err);
 
+/* Matches argv[*i] against a long option taking a value, as "--name VALUE"
+ * or "--name=VALUE".  Returns 1 and sets *val on a match (advancing *i past
+ * a separate value), 0 if argv[*i] is another option, -1 if the value is
+ * missing. */
+int run_opt_value(int argc, char **argv, int *i, const char *name, const char **val);
+
 #endif /* BUMBA_RUN_COMMON_H */

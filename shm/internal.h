@@ -151,6 +151,9 @@ int bumba_msg_decode(const void *buf, size_t len, struct bumba_msg *m);
  * and returns 0, -ETIMEDOUT, -ECONNRESET (peer gone) or the decoder's
  * error; *fd_out gets a received descriptor or -1 (pass NULL to close any). */
 int bumba_wire_send(int sock, const struct bumba_msg *m, int pass_fd);
+/* One message of len bytes, with pass_fd as SCM_RIGHTS unless it is < 0;
+ * retried on EINTR.  Bytes sent or -errno. */
+ssize_t bumba_send_fd(int sock, const void *buf, size_t len, int pass_fd, int flags);
 int bumba_wire_recv(int sock, struct bumba_msg *m, int *fd_out, int timeout_ms);
 
 /* ---------------------------------------------------------------------

@@ -12,23 +12,15 @@
 
 #include "internal.h"
 
-int bumba_wire_send(int sock, const struct bumba_msg *m, int pass_fd)
+ssize_t bumba_send_fd(int sock, const void *buf, size_t len, int pass_fd, int flags)
 {
-	unsigned char buf[BUMBA_MSG_MAX];
 	union {
 		struct cmsghdr h;
 		char space[CMSG_SPACE(sizeof(int))];
 	} ctl;
-	struct iovec iov;
-	struct msghdr mh = {0};
-	int len = bumba_msg_encode(m, buf, sizeof(buf));
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
-	if (len < 0)
-		return len;
-	iov.iov_base = buf;
-	iov.iov_len = (size_t)len;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
 	if (pass_fd >= 0) {
 		memset(&ctl, 0, sizeof(ctl));
 		mh.msg_control = ctl.space;
@@ -40,12 +32,24 @@ int bumba_wire_send(int sock, const struct bumba_msg *m, int pass_fd)
 		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
 	}
 	for (;;) {
-		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-		if (n >= 0)
-			return n == len ? 0 : -EMSGSIZE;
-		if (errno != EINTR)
-			return -errno;
+		ssize_t n = sendmsg(sock, &mh, flags);
+		if (n >= 0 || errno != EINTR)
+			return n < 0 ? -errno : n;
 	}
+}
+
+int bumba_wire_send(int sock, const struct bumba_msg *m, int pass_fd)
+{
+	unsigned char buf[BUMBA_MSG_MAX];
+	int len = bumba_msg_encode(m, buf, sizeof(buf));
+	ssize_t n;
+
+	if (len < 0)
+		return len;
+	n = bumba_send_fd(sock, buf, (size_t)len, pass_fd, MSG_NOSIGNAL);
+	if (n < 0)
+		return (int)n;
+	return n == len ? 0 : -EMSGSIZE;
 }
 
 int bumba_wire_recv(int sock, struct bumba_msg *m, int *fd_out, int timeout_ms)

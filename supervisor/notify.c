@@ -98,13 +98,8 @@ uint64_t notify_watchdog_usec(void)
 int notify_send(int pass_fd, const char *fmt, ...)
 {
 	char buf[1024];
-	union {
-		struct cmsghdr h;
-		char space[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = {.iov_base = buf};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	va_list ap;
+	ssize_t sent;
 	int n;
 
 	if (N.fd < 0)
@@ -114,21 +109,9 @@ int notify_send(int pass_fd, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(buf))
 		return -EMSGSIZE;
-	iov.iov_len = (size_t)n;
-	if (pass_fd >= 0) {
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.space;
-		mh.msg_controllen = sizeof(ctl.space);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-	}
 	/* A full queue (systemd busy) must never stall the event loop. */
-	if (sendmsg(N.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-		return -errno;
-	return 0;
+	sent = bumba_send_fd(N.fd, buf, (size_t)n, pass_fd, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return sent < 0 ? (int)sent : 0;
 }
 
 static void status_line(struct bumbad *d, char *buf, size_t cap)

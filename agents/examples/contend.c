@@ -53,7 +53,9 @@
  * Build (the demo does this):
  *   cc -O2 -o contend contend.c $(pkg-config --cflags --libs bumba-shm)
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* strerrorname_np */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
