@@ -23,6 +23,20 @@ SYSCONFDIR    ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR   ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR   ?= $(PREFIX)/lib/tmpfiles.d
+# The Python binding goes where the python3 that will import it looks:
+# Debian's (/usr/bin/python3 first: a pyenv or venv python3 may come first in
+# PATH) reads /usr/local/lib/python3.X/dist-packages and
+# /usr/lib/python3/dist-packages; any other PREFIX gets the upstream
+# $(PREFIX)/lib/python3.X/site-packages, for PYTHONPATH.  PYTHON_VERSION
+# (3.X) is asked of $(PYTHON) once, and only when PYTHONDIR is used.
+PYTHON        ?= $(firstword $(wildcard /usr/bin/python3) python3)
+PYTHON_VERSION = $(eval PYTHON_VERSION := $(shell $(PYTHON) -c \
+                   'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))$(PYTHON_VERSION)
+PYTHONDIR     ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/python3/dist-packages,$(PYTHON_PREFIXDIR))
+PYTHON_PREFIXDIR = $(if $(PYTHON_VERSION),$(PREFIX)/lib/python$(PYTHON_VERSION)/$(PYTHON_PKGDIR))
+PYTHON_PKGDIR = $(if $(filter /usr/local,$(PREFIX)),dist,site)-packages
+# After installing or removing the library for good (no DESTDIR), as root.
+LDCONFIG      ?= /sbin/ldconfig
 CC      ?= cc
 CLANG   ?= clang
 O       := build
@@ -208,8 +222,12 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	else echo "all build dependencies present"; fi
 
+# The Python package's modules (not its tests).
+PY_SRC := $(wildcard agents/python/bumba/*.py)
+
 # Generated at install time, so that PREFIX and the directories given to
-# `make install` (not those of the build) end up in the .pc and the unit.
+# `make install` (not those of the build) end up in the .pc, the unit and
+# the Python loader (INSTALLED_LIBDIR).  ldconfig only for a real install.
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
 		$(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
@@ -237,9 +255,15 @@ install: all
 	install -m 0644 systemd/bumba.sysusers $(DESTDIR)$(SYSUSERSDIR)/bumba.conf
 	install -m 0644 systemd/bumba.tmpfiles $(DESTDIR)$(TMPFILESDIR)/bumba.conf
 	install -m 0644 systemd/bumba.conf.example $(DESTDIR)$(SYSCONFDIR)/bumba/bumba.conf.example
+	$(if $(PYTHONDIR),install -d $(DESTDIR)$(PYTHONDIR)/bumba,@echo "make install: $(PYTHON) not found, so no Python package (PYTHONDIR= says where)")
+	$(if $(PYTHONDIR),install -m 0644 $(PY_SRC) $(DESTDIR)$(PYTHONDIR)/bumba/)
+	$(if $(PYTHONDIR),sed -i -e 's|^INSTALLED_LIBDIR = None$$|INSTALLED_LIBDIR = "$(LIBDIR)"|' \
+		$(DESTDIR)$(PYTHONDIR)/bumba/_native.py)
+	$(if $(DESTDIR),,if [ "$$(id -u)" = 0 ]; then $(LDCONFIG); fi)
 
-# Files only (and /etc/bumba if that leaves it empty): the configuration
-# an operator wrote stays.
+# Files only (and /etc/bumba, the Python package's directory and its
+# __pycache__ if that leaves them empty): the configuration an operator
+# wrote stays.
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/bumbad $(DESTDIR)$(BINDIR)/bumbactl $(DESTDIR)$(BINDIR)/bumba-run \
 		$(DESTDIR)$(LIBDIR)/libbumba-shm.a $(DESTDIR)$(LIBDIR)/libbumba-shm.so \
@@ -252,6 +276,10 @@ uninstall:
 		$(DESTDIR)$(SYSUSERSDIR)/bumba.conf $(DESTDIR)$(TMPFILESDIR)/bumba.conf \
 		$(DESTDIR)$(SYSCONFDIR)/bumba/bumba.conf.example
 	@rmdir $(DESTDIR)$(SYSCONFDIR)/bumba 2>/dev/null || true
+	$(if $(PYTHONDIR),rm -f $(addprefix $(DESTDIR)$(PYTHONDIR)/bumba/,$(notdir $(PY_SRC))) \
+		$(patsubst %.py,$(DESTDIR)$(PYTHONDIR)/bumba/__pycache__/%.*.pyc,$(notdir $(PY_SRC))))
+	$(if $(PYTHONDIR),@rmdir $(DESTDIR)$(PYTHONDIR)/bumba/__pycache__ $(DESTDIR)$(PYTHONDIR)/bumba 2>/dev/null || true)
+	$(if $(DESTDIR),,if [ "$$(id -u)" = 0 ]; then $(LDCONFIG); fi)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

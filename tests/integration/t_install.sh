@@ -5,14 +5,22 @@
 #      its soname link .so.0 and the .so link, the soname inside the
 #      library; the .a; bumba.h; bumba-shm.pc; the five man pages; the
 #      unit (ExecStart= at the installed bumbad); sysusers.d and tmpfiles.d
-#      files; the example configuration in /etc/bumba;
+#      files; the example configuration in /etc/bumba; the Python package
+#      (its modules only) in /usr/local/lib/python3.X/dist-packages/bumba,
+#      X that of /usr/bin/python3 (else python3), its loader told LIBDIR;
 #   2. pkg-config against the staged tree (PKG_CONFIG_SYSROOT_DIR) gives
 #      flags that build agents/examples/contend.c and a small agent of our
 #      own: `cc agent.c $(pkg-config --cflags --libs bumba-shm)`; both run
 #      against a live bumbad with the staged shared library
 #      (LD_LIBRARY_PATH), and the agent's lock is seen by another agent;
-#   3. another PREFIX (/opt/bumba) ends up in the .pc and in ExecStart=;
-#   4. `make uninstall` with the same variables leaves no file behind.
+#      python3 imports the staged package (PYTHONPATH, BUMBA_LIBRARY) and
+#      registers an agent with that bumbad;
+#   3. another PREFIX (/opt/bumba) ends up in the .pc, in ExecStart= and in
+#      the Python package's place (lib/python3.X/site-packages);
+#      PREFIX=/usr puts it in /usr/lib/python3/dist-packages, PYTHONDIR=
+#      anywhere;
+#   4. `make uninstall` with the same variables leaves no file behind (nor
+#      the Python package's directory, byte-code included).
 #
 # Exit 0 pass, 77 skip (reason printed), 1 fail.
 set -u
@@ -48,6 +56,16 @@ $P/share/man/man8/bumbad.8 $P/share/man/man1/bumbactl.1 $P/share/man/man1/bumba-
 $P/share/man/man3/libbumba-shm.3 $P/share/man/man5/bumba.conf.5
 $P/lib/systemd/system/bumbad.service $P/lib/sysusers.d/bumba.conf $P/lib/tmpfiles.d/bumba.conf
 /etc/bumba/bumba.conf.example"
+# The python3 the Makefile installs for (Debian's before a pyenv one).
+py=/usr/bin/python3
+[ -x $py ] || py=$(command -v python3 || true)
+pyver=
+[ -n "$py" ] && pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+pydir=$P/lib/python$pyver/dist-packages
+pymods=$(cd "$root/agents/python/bumba" && find . -maxdepth 1 -name '*.py' | sed 's|^\./||' | sort)
+if [ -n "$pyver" ]; then
+	for m in $pymods; do files="$files $pydir/bumba/$m"; done
+fi
 for f in $files; do
 	[ -f "$D$f" ] || fail "make install did not install $f"
 done
@@ -64,6 +82,12 @@ if command -v readelf >/dev/null 2>&1; then
 fi
 grep -q "^ExecStart=$P/sbin/bumbad " "$D$P/lib/systemd/system/bumbad.service" ||
 	fail "the installed unit's ExecStart= is not $P/sbin/bumbad"
+if [ -n "$pyver" ]; then
+	got=$(cd "$D$pydir/bumba" && find . -mindepth 1 | sed 's|^\./||' | sort)
+	[ "$got" = "$pymods" ] || fail "the Python package in $pydir/bumba holds: $got"
+	grep -qx "INSTALLED_LIBDIR = \"$P/lib\"" "$D$pydir/bumba/_native.py" ||
+		fail "the installed _native.py does not name LIBDIR $P/lib"
+fi
 n=$(find "$D" -type f -o -type l | wc -l)
 echo "ok: make install: $n files and links, soname libbumba-shm.so.$so"
 
@@ -141,6 +165,22 @@ wait "$holder" || fail "the holder failed: $(cat "$A/holder.out")"
 echo "counter 0" >"$WS/c.txt"
 "$A/contend" --rounds 20 c.txt >"$A/contend.out" 2>&1 || fail "contend failed: $(tail -5 "$A/contend.out")"
 [ "$(head -1 "$WS/c.txt")" = "counter 20" ] || fail "contend's file says $(head -1 "$WS/c.txt")"
+if [ -n "$pyver" ]; then
+	# From another directory, writing byte-code (uninstall must remove it).
+	(cd "$A" && env -u PYTHONDONTWRITEBYTECODE PYTHONPATH="$D$pydir" \
+		BUMBA_LIBRARY="$D$P/lib/libbumba-shm.so.$so" "$py" -c '
+import bumba
+print(bumba.__file__)
+print(bumba.library_path)
+with bumba.connect(type="Installed", name="Py") as agent:
+    print(agent.id)
+') >"$A/py.out" 2>&1 || fail "python3 with the staged package: $(cat "$A/py.out")"
+	{ read -r pyfile; read -r pylib; read -r pyid; } <"$A/py.out"
+	[ "$pyfile" = "$D$pydir/bumba/__init__.py" ] || fail "bumba was imported from $pyfile"
+	[ "$pylib" = "$D$P/lib/libbumba-shm.so.$so" ] || fail "bumba loaded $pylib"
+	case $pyid in Installed-Py-*) ;; *) fail "the Python agent's id: $pyid" ;; esac
+	echo "ok: python3 imported the staged package, agent $pyid"
+fi
 stop_bumbad
 unset LD_LIBRARY_PATH
 echo "ok: the staged agents ran against a live bumbad"
@@ -154,12 +194,29 @@ grep -qx 'prefix=/opt/bumba' "$D2/opt/bumba/lib/pkgconfig/bumba-shm.pc" ||
 	fail "PREFIX=/opt/bumba: pkg-config --cflags is not -I/opt/bumba/include"
 grep -q '^ExecStart=/opt/bumba/sbin/bumbad ' "$D2/opt/bumba/lib/systemd/system/bumbad.service" ||
 	fail "PREFIX=/opt/bumba: ExecStart= is not /opt/bumba/sbin/bumbad"
+if [ -n "$pyver" ]; then
+	[ -f "$D2/opt/bumba/lib/python$pyver/site-packages/bumba/__init__.py" ] ||
+		fail "PREFIX=/opt/bumba: no lib/python$pyver/site-packages/bumba"
+	grep -qx 'INSTALLED_LIBDIR = "/opt/bumba/lib"' "$D2/opt/bumba/lib/python$pyver/site-packages/bumba/_native.py" ||
+		fail "PREFIX=/opt/bumba: the installed _native.py does not name /opt/bumba/lib"
+fi
 "${MK[@]}" uninstall DESTDIR="$D2" PREFIX=/opt/bumba >/dev/null 2>&1 || fail "make uninstall PREFIX=/opt/bumba failed"
 echo "ok: PREFIX=/opt/bumba"
+if [ -n "$pyver" ]; then
+	for v in "PREFIX=/usr|/usr/lib/python3/dist-packages" "PYTHONDIR=/srv/py|/srv/py"; do
+		"${MK[@]}" install DESTDIR="$D2" "${v%|*}" >"$A/install3.log" 2>&1 ||
+			fail "make install ${v%|*}: $(tail -20 "$A/install3.log")"
+		[ -f "$D2${v#*|}/bumba/_native.py" ] || fail "${v%|*}: no ${v#*|}/bumba/_native.py"
+		"${MK[@]}" uninstall DESTDIR="$D2" "${v%|*}" >/dev/null 2>&1 || fail "make uninstall ${v%|*} failed"
+		[ ! -e "$D2${v#*|}/bumba" ] || fail "make uninstall ${v%|*} left ${v#*|}/bumba"
+	done
+	echo "ok: the Python package in /usr/lib/python3/dist-packages (PREFIX=/usr), or PYTHONDIR="
+fi
 
 # 4. uninstall
 "${MK[@]}" uninstall DESTDIR="$D" PREFIX=$P >"$A/uninstall.log" 2>&1 ||
 	fail "make uninstall: $(tail -20 "$A/uninstall.log")"
 left=$(find "$D" "$D2" -type f -o -type l)
 [ -z "$left" ] || fail "make uninstall left: $left"
+[ -z "$pyver" ] || [ ! -e "$D$pydir/bumba" ] || fail "make uninstall left $pydir/bumba"
 echo "ok: make uninstall removed everything"

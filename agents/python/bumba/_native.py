@@ -8,10 +8,14 @@ and ``offsetof`` values with the ones below.
 
 The library is looked up, in order, at:
 
-1. ``$BUMBA_LIBRARY`` (a path to the shared object), when set;
-2. the build tree this package sits in: ``<repo>/build/libbumba-shm.so``;
+1. ``$BUMBA_LIBRARY`` (a path to the shared object), when set (nothing else
+   is tried then);
+2. in a source tree, its build: ``<repo>/build/libbumba-shm.so``; in a copy
+   ``make install`` put in place, the library it installed beside it:
+   ``<LIBDIR>/libbumba-shm.so.0`` (see ``INSTALLED_LIBDIR``);
 3. the system: ``ctypes.util.find_library("bumba-shm")``, then the soname
-   ``libbumba-shm.so.0`` (which honours ``LD_LIBRARY_PATH``).
+   ``libbumba-shm.so.0`` (``LD_LIBRARY_PATH``, ldconfig's cache, /lib and
+   /usr/lib: after ``make install`` to /usr/local/lib, run ``ldconfig``).
 """
 
 import ctypes
@@ -19,6 +23,10 @@ import ctypes.util
 import os
 
 SOVERSION = 0
+
+# The LIBDIR `make install` put libbumba-shm in: the installed copy of this
+# file has it written here (the Makefile rewrites this line); None elsewhere.
+INSTALLED_LIBDIR = None
 
 # Mirrors of shm/bumba.h.  C enums are int-sized on every Linux ABI.
 PATH_MAX = 4096
@@ -136,20 +144,26 @@ OPEN_NO_JOIN, OPEN_JOIN_ONLY = 0x1, 0x2  # BUMBA_OPEN_*
 
 
 def _candidates():
-    """Yields (description, name-or-path) in the order the library is tried."""
+    """Yields (description, name-or-path, skipped) in the order the library
+    is tried; skipped, when not None, says why that place was not tried."""
     env = os.environ.get("BUMBA_LIBRARY")
     if env:
-        yield "$BUMBA_LIBRARY", env
+        yield "$BUMBA_LIBRARY", env, None
         return
-    here = os.path.dirname(os.path.abspath(__file__))
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
-    tree = os.path.join(repo, "build", "libbumba-shm.so")
-    if os.path.exists(tree):
-        yield "the build tree", tree
+    soname = "libbumba-shm.so.%d" % SOVERSION
+    if INSTALLED_LIBDIR:
+        yield "make install's LIBDIR", os.path.join(INSTALLED_LIBDIR, soname), None
+    else:
+        here = os.path.dirname(os.path.abspath(__file__))
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(here)))
+        # Only a package in agents/python/ of a source tree has a build tree.
+        if os.path.exists(os.path.join(repo, "shm", "bumba.h")):
+            tree = os.path.join(repo, "build", "libbumba-shm.so")
+            yield "the build tree", tree, (None if os.path.exists(tree) else "not built (make)")
     found = ctypes.util.find_library("bumba-shm")
-    if found:
-        yield "find_library", found
-    yield "the soname", "libbumba-shm.so.%d" % SOVERSION
+    yield ("ctypes.util.find_library", found or "bumba-shm",
+           None if found else "not in ldconfig's cache nor the linker's search path")
+    yield "the soname, in LD_LIBRARY_PATH, ldconfig's cache, /lib, /usr/lib", soname, None
 
 
 def load():
@@ -158,7 +172,10 @@ def load():
     Raises ImportError naming every place tried when no candidate loads.
     """
     tried = []
-    for how, name in _candidates():
+    for how, name, skipped in _candidates():
+        if skipped:
+            tried.append("%s (%s): %s" % (name, how, skipped))
+            continue
         try:
             lib = ctypes.CDLL(name)
         except OSError as e:
@@ -176,10 +193,14 @@ def load():
             fn.restype = restype
             fn.argtypes = argtypes
         return lib, name
-    raise ImportError(
-        "bumba: cannot load libbumba-shm; build it with `make` (build/libbumba-shm.so), "
-        "install it (`make install`), or point BUMBA_LIBRARY at it. Tried:\n  "
-        + "\n  ".join(tried))
+    if os.environ.get("BUMBA_LIBRARY"):
+        hint = ("BUMBA_LIBRARY is set, so nothing else was tried: point it at "
+                "libbumba-shm.so, or unset it to search the system.")
+    else:
+        hint = ("Build it with `make` (build/libbumba-shm.so), install it (`make install`, "
+                "then `ldconfig` as root), or set BUMBA_LIBRARY to its path.")
+    raise ImportError("bumba: cannot load libbumba-shm.so.%d. Looked at:\n  %s\n%s"
+                      % (SOVERSION, "\n  ".join(tried), hint))
 
 
 # The sizes and offsets shm/bumba.h gives these structures on this ABI, as

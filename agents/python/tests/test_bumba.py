@@ -200,6 +200,26 @@ def test_library_from_the_system_by_soname(sup, tmp_path):
     assert ID_RE.match(agent_id)
 
 
+def test_library_from_the_installed_libdir(sup, tmp_path):
+    # The copy `make install` puts in place names its LIBDIR (it rewrites
+    # INSTALLED_LIBDIR), and loads the library from there first.
+    shutil.copytree(os.path.join(PYDIR, "bumba"), str(tmp_path / "pkg" / "bumba"))
+    native = tmp_path / "pkg" / "bumba" / "_native.py"
+    text = native.read_text()
+    assert "\nINSTALLED_LIBDIR = None\n" in text
+    native.write_text(text.replace("\nINSTALLED_LIBDIR = None\n",
+                                   '\nINSTALLED_LIBDIR = "%s"\n' % (tmp_path / "lib")))
+    os.mkdir(str(tmp_path / "lib"))
+    lib = str(tmp_path / "lib" / "libbumba-shm.so.0")
+    os.symlink(os.path.join(BUILD, "libbumba-shm.so"), lib)
+    env = sup.env(PYTHONPATH=str(tmp_path / "pkg"))
+    env.pop("BUMBA_LIBRARY", None)
+    r = subprocess.run([sys.executable, "-c", "import bumba; print(bumba.library_path)"],
+                       env=env, capture_output=True, text=True, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == lib
+
+
 def test_library_missing_is_a_clear_import_error(sup):
     r = subprocess.run([sys.executable, "-c", "import bumba"],
                        env=sup.env(BUMBA_LIBRARY="/nonexistent/libbumba-shm.so"),
