@@ -147,7 +147,7 @@ endif
 
 # --- tests -----------------------------------------------------------------
 
-$(O)/tests/%: tests/unit/%.c $(O)/libbumba-shm.a
+$(O)/tests/%: tests/unit/%.c tests/unit/unit_bumbad.h $(O)/libbumba-shm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(XCFLAGS) $(LDFLAGS) -o $@ $< $(O)/libbumba-shm.a $(LDLIBS_SHM) -lcmocka
 

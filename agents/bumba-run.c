@@ -272,29 +272,6 @@ static int parse(struct run *r, int argc, char **argv)
 	return 0;
 }
 
-/* COMMAND's name, cut to fit what a field of n bytes holds on a UTF-8
- * boundary, with what the field may not hold replaced ('-' in a name
- * separates the parts of the agent id).  NULL if nothing usable is left. */
-static const char *cmd_name(const char *cmd, char *buf, size_t n, bool no_dash)
-{
-	const char *slash = strrchr(cmd, '/');
-	size_t len;
-
-	if (slash && slash[1])
-		cmd = slash + 1;
-	len = strlen(cmd);
-	if (len >= n)
-		len = n - 1;
-	while (len > 0 && ((unsigned char)cmd[len] & 0xc0) == 0x80)
-		len--; /* do not cut a character in two */
-	memcpy(buf, cmd, len);
-	buf[len] = '\0';
-	for (size_t k = 0; no_dash && k < len; k++)
-		if (buf[k] == '-')
-			buf[k] = '_';
-	return len && bumba_utf8_valid(buf, len) ? buf : NULL;
-}
-
 /* Terminal-safe copy for messages: control characters as '?'. */
 static void say_path(FILE *f, const char *s)
 {
@@ -538,9 +515,9 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc;
 	if (!r.info.name)
-		r.info.name = cmd_name(r.cmd[0], namebuf, sizeof(namebuf), true);
+		r.info.name = run_command_name(r.cmd[0], namebuf, sizeof(namebuf), true);
 	if (!r.title)
-		r.title = cmd_name(r.cmd[0], titlebuf, sizeof(titlebuf), false);
+		r.title = run_command_name(r.cmd[0], titlebuf, sizeof(titlebuf), false);
 
 	/* Our own agent, never a join: a bumba-run inside another's COMMAND
 	 * is another agent (its tree becomes its own). */

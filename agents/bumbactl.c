@@ -743,25 +743,6 @@ static void print_conflicts(const struct ctl *ctl, struct bumba_conflict *c, siz
 		printf("%s],\"total\":%zu,\"listed\":%zu}\n", listed ? "\n" : "", total, listed);
 }
 
-/* A title for the territory when none is given: COMMAND's name, cut to
- * what a title holds on a UTF-8 boundary.  NULL if it is no valid title. */
-static const char *default_title(const char *cmd, char *buf, size_t len)
-{
-	const char *slash = strrchr(cmd, '/');
-	size_t n;
-
-	if (slash && slash[1])
-		cmd = slash + 1;
-	n = strlen(cmd);
-	if (n >= len)
-		n = len - 1;
-	while (n > 0 && ((unsigned char)cmd[n] & 0xc0) == 0x80)
-		n--; /* do not cut a character in two */
-	memcpy(buf, cmd, n);
-	buf[n] = '\0';
-	return n && bumba_utf8_valid(buf, n) ? buf : NULL;
-}
-
 static int cmd_claim(struct ctl *ctl, int argc, char **argv)
 {
 	struct bumba_agent_info info = {
@@ -827,7 +808,7 @@ static int cmd_claim(struct ctl *ctl, int argc, char **argv)
 		return usage_error(CLAIM_USAGE, "claim: missing COMMAND after '--'");
 	cmd = argv + i;
 	if (!title)
-		title = default_title(cmd[0], titlebuf, sizeof(titlebuf));
+		title = run_command_name(cmd[0], titlebuf, sizeof(titlebuf), false);
 
 	rc = ctl_socket(ctl);
 	if (rc)

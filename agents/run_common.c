@@ -270,3 +270,26 @@ int run_opt_value(int argc, char **argv, int *i, const char *name, const char **
 	*val = argv[++*i];
 	return 1;
 }
+
+/* COMMAND's name, cut to fit what a field of n bytes holds on a UTF-8
+ * boundary, with what the field may not hold replaced ('-' in a name
+ * separates the parts of the agent id).  NULL if nothing usable is left. */
+const char *run_command_name(const char *cmd, char *buf, size_t n, bool no_dash)
+{
+	const char *slash = strrchr(cmd, '/');
+	size_t len;
+
+	if (slash && slash[1])
+		cmd = slash + 1;
+	len = strlen(cmd);
+	if (len >= n)
+		len = n - 1;
+	while (len > 0 && ((unsigned char)cmd[len] & 0xc0) == 0x80)
+		len--; /* do not cut a character in two */
+	memcpy(buf, cmd, len);
+	buf[len] = '\0';
+	for (size_t k = 0; no_dash && k < len; k++)
+		if (buf[k] == '-')
+			buf[k] = '_';
+	return len && bumba_utf8_valid(buf, len) ? buf : NULL;
+}

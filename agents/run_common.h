@@ -68,4 +68,10 @@ int run_connect_failed(const char *prog, const char *socket, bool may_join, int 
  * missing. */
 int run_opt_value(int argc, char **argv, int *i, const char *name, const char **val);
 
+/* COMMAND's file name, as a default agent name or territory title: cut to
+ * fit a field of n bytes on a UTF-8 boundary; with no_dash, '-' (which
+ * separates the parts of an agent id) becomes '_'.  buf, or NULL if
+ * nothing usable is left. */
+const char *run_command_name(const char *cmd, char *buf, size_t n, bool no_dash);
+
 #endif /* BUMBA_RUN_COMMON_H */

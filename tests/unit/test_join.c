@@ -26,35 +26,18 @@
 #include <cmocka.h>
 
 #include "handle.h"
+#include "unit_bumbad.h"
 
 static char dir[64], sock_path[96], ws[96];
 static pid_t sup;
 
+/* Our own supervisor, its log in the test directory. */
 static pid_t start_bumbad(const char *sock, const char *root)
 {
-	char bin[PATH_MAX], log[160];
-	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-	pid_t pid;
+	char log[160];
 
-	snprintf(bin, sizeof(bin), "%s/bumbad", build);
 	snprintf(log, sizeof(log), "%s/bumbad.log", dir);
-	pid = fork();
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 2);
-		execl(bin, "bumbad", "--socket", sock, "--workspace", root, "--http", "off",
-		      "--no-guard", "--keeper-linger", "2", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		struct bumba_seg s;
-		if (bumba_observe(sock, &s) == 0) {
-			bumba_seg_unmap(&s);
-			return pid;
-		}
-		usleep(20000);
-	}
-	return -1;
+	return unit_start_bumbad(sock, root, log, NULL);
 }
 
 static void clear_env(void)

@@ -26,45 +26,24 @@
 #include <cmocka.h>
 
 #include "handle.h"
+#include "unit_bumbad.h"
 
 static char dir[64], sock_path[96], ws[96];
 static pid_t sup;
 
+/* Our own supervisor; extra: an option taking the value 2, or NULL. */
 static pid_t start_bumbad(const char *extra)
 {
-	char bin[PATH_MAX], log[160];
-	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-	pid_t pid;
+	const char *more[] = {extra, "2", NULL};
+	char log[160];
 
-	snprintf(bin, sizeof(bin), "%s/bumbad", build);
 	snprintf(log, sizeof(log), "%s/bumbad.log", dir);
-	pid = fork();
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		dup2(fd, 2);
-		if (extra)
-			execl(bin, "bumbad", "--socket", sock_path, "--workspace", ws, "--http",
-			      "off", "--keeper-linger", "2", extra, "2", (char *)NULL);
-		else
-			execl(bin, "bumbad", "--socket", sock_path, "--workspace", ws, "--http",
-			      "off", "--keeper-linger", "2", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		struct bumba_seg s;
-		if (bumba_observe(sock_path, &s) == 0) {
-			bumba_seg_unmap(&s);
-			return pid;
-		}
-		usleep(20000);
-	}
-	return -1;
+	return unit_start_bumbad(sock_path, ws, log, extra ? more : NULL);
 }
 
 static void stop_bumbad(pid_t pid, int sig)
 {
-	kill(pid, sig);
-	waitpid(pid, NULL, 0);
+	unit_stop_bumbad(pid, sig);
 }
 
 static int group_setup(void **state)

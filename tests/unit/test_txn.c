@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "handle.h"
+#include "unit_bumbad.h"
 #include "safeio.h"
 
 static char dir[64], sock_path[128], ws[128];
@@ -39,33 +40,10 @@ static struct bumba *handles[2];
 
 static pid_t start_bumbad(void)
 {
-	char bin[PATH_MAX], log[160];
-	const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
-	pid_t pid;
+	char log[160];
 
-	snprintf(bin, sizeof(bin), "%s/bumbad", build);
 	snprintf(log, sizeof(log), "%s/bumbad.log", dir);
-	pid = fork();
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		int nul = open("/dev/null", O_RDWR);
-		dup2(fd, 2);
-		dup2(nul, 1); /* never hold the test runner's pipe */
-		execl(bin, "bumbad", "--socket", sock_path, "--workspace", ws, "--http", "off",
-		      "--no-guard", "--keeper-linger", "1", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 250; i++) {
-		struct bumba_seg s;
-		if (bumba_observe(sock_path, &s) == 0) {
-			bumba_seg_unmap(&s);
-			return pid;
-		}
-		usleep(20000);
-	}
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
-	return -1;
+	return unit_start_bumbad(sock_path, ws, log, NULL);
 }
 
 static const char *P(const char *rel)
