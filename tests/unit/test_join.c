@@ -7,8 +7,10 @@
  * joined handle giving back only its own and leaving the agent registered;
  * a joined process that exits without closing; a join after the owner died
  * refused; an agent of another supervisor than the caller's not joined;
- * and a joined handle that outlives its agent failing cleanly
- * without touching the agent that reuses the slot.
+ * a joined handle that outlives its agent failing cleanly
+ * without touching the agent that reuses the slot; and processes of one
+ * agent hammering the hold table together while one of them, then the
+ * agent itself, is SIGKILLed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -569,6 +572,175 @@ static void test_other_supervisor(void **state)
 	close(fd);
 }
 
+/* One joined process hammering acquire/release: common (every process of
+ * the agent: "same") and its own path, exclusive and shared, re-entered every
+ * fifth time.  Counts successful acquires and releases in *ops.  With
+ * until_gone, stops cleanly when the agent is reclaimed under it. */
+static int hammer(const char *id, int fd, const char *common, int who, int n, bool until_gone,
+		  _Atomic uint64_t *ops)
+{
+	struct bumba *cb;
+	char own[16];
+
+	if (bumba_join(id, fd, &cb))
+		return 1;
+	snprintf(own, sizeof(own), "own%d", who);
+	for (int i = 0; n < 0 || i < n; i++) {
+		struct bumba_lock l, l2;
+		const char *p = (i & 1) ? common : own;
+		enum bumba_mode m = i % 7 == 3 ? BUMBA_SHARED : BUMBA_EXCLUSIVE;
+		int rc = bumba_lock_acquire(cb, p, m, 5000, BUMBA_PRIO_NORMAL, &l);
+		if (rc)
+			return until_gone && rc == -ENOLINK ? 0 : 10 + (-rc % 50);
+		atomic_fetch_add(&ops[0], 1);
+		if (i % 5 == 0) {
+			rc = bumba_lock_acquire(cb, p, m, 5000, BUMBA_PRIO_NORMAL, &l2);
+			if (rc)
+				return until_gone && rc == -ENOLINK ? 0 : 60 + (-rc % 50);
+			atomic_fetch_add(&ops[0], 1);
+			if ((rc = bumba_lock_release(cb, &l2)))
+				return until_gone && rc == -ENOLCK ? 0 : 110 + (-rc % 50);
+			atomic_fetch_add(&ops[1], 1);
+		}
+		if ((rc = bumba_lock_release(cb, &l)))
+			return until_gone && rc == -ENOLCK ? 0 : 160 + (-rc % 50);
+		atomic_fetch_add(&ops[1], 1);
+	}
+	bumba_close(cb);
+	return 0;
+}
+
+static pid_t spawn_hammer(const char *id, int fd, int who, int n, bool until_gone,
+			  _Atomic uint64_t *ops)
+{
+	pid_t pid = fork();
+
+	/* The one that gets killed (who 3) keeps to a path of its own. */
+	if (pid == 0)
+		_exit(hammer(id, fd, who == 3 ? "own3" : "same", who, n, until_gone, ops));
+	return pid;
+}
+
+static void expect_exit0(pid_t pid)
+{
+	int st;
+
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* The uncontended acquire activates its hold and counts under the agent
+ * mutex (locks.c, acquire_common): processes of one agent sharing the hold
+ * table, one of them SIGKILLed at any instruction (the robust mutex's
+ * EOWNERDEAD), and the agent reclaimed while the others still run. */
+static void test_joined_hammer_kill(void **state)
+{
+	struct bumba *o = owner("hammer"), *stranger, *anchor;
+	struct bumba_lock l;
+	const struct bumba_seg *seg = bumba_handle_seg(o);
+	const struct agent_slot *ag = &seg->agents[bumba_handle_slot(o)];
+	int fd = bumba_join_fd(o);
+	char id[BUMBA_ID_MAX] = {0};
+	_Atomic uint64_t *ops =
+		mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(ops != MAP_FAILED);
+	assert_int_equal(bumba_open_ex(sock_path, NULL, BUMBA_OPEN_NO_JOIN, &stranger), 0);
+
+	/* 1. Two processes, no deaths: the counters changed under the agent
+	 * mutex are exact, and nothing is left held. */
+	uint64_t acq0 = atomic_load(&ag->acquired), rel0 = atomic_load(&ag->released);
+	pid_t p1 = spawn_hammer(bumba_agent_id(o), fd, 1, 20000, false, ops);
+	pid_t p2 = spawn_hammer(bumba_agent_id(o), fd, 2, 20000, false, ops);
+	expect_exit0(p1);
+	expect_exit0(p2);
+	assert_int_equal(atomic_load(&ag->acquired) - acq0, atomic_load(&ops[0]));
+	/* released counts a hold's last release only (a count taken by
+	 * the other process on the same hold is not one). */
+	assert_true(atomic_load(&ag->released) - rel0 <= atomic_load(&ops[1]));
+	assert_true(atomic_load(&ag->released) - rel0 >= 20000);
+	assert_int_equal(atomic_load(&ops[0]), atomic_load(&ops[1]));
+	const char *paths[] = {"same", "own1", "own2", "own3"};
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(bumba_lock_acquire(stranger, paths[k], BUMBA_EXCLUSIVE, 0,
+						    BUMBA_PRIO_NORMAL, &l),
+				 0);
+		assert_int_equal(bumba_lock_release(stranger, &l), 0);
+	}
+
+	/* 2. A third process of the agent SIGKILLed while all three run (on
+	 * its own path only: a process killed between making its hold and
+	 * the outcome leaves a PENDING hold the others would wait for until
+	 * the agent ends).  The other two go on without an error. */
+	for (int round = 0; round < 5; round++) {
+		p1 = spawn_hammer(bumba_agent_id(o), fd, 1, 20000, false, ops);
+		p2 = spawn_hammer(bumba_agent_id(o), fd, 2, 20000, false, ops);
+		pid_t p3 = spawn_hammer(bumba_agent_id(o), fd, 3, -1, false, ops);
+		usleep(2000 + 3000 * round);
+		kill(p3, SIGKILL);
+		waitpid(p3, NULL, 0);
+		expect_exit0(p1);
+		expect_exit0(p2);
+	}
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(bumba_lock_acquire(stranger, paths[k], BUMBA_EXCLUSIVE, 0,
+						    BUMBA_PRIO_NORMAL, &l),
+				 0);
+		assert_int_equal(bumba_lock_release(stranger, &l), 0);
+	}
+	bumba_close(o); /* gives back whatever the killed ones held */
+	for (int k = 0; k < 4; k++) {
+		assert_int_equal(bumba_lock_acquire(stranger, paths[k], BUMBA_EXCLUSIVE, 2000,
+						    BUMBA_PRIO_NORMAL, &l),
+				 0);
+		assert_int_equal(bumba_lock_release(stranger, &l), 0);
+	}
+
+	/* 3. The agent's owner SIGKILLed while two joined processes hammer:
+	 * bumbad's reclaim races them; they stop with -ENOLINK/-ENOLCK and
+	 * nothing stays held. */
+	anchor = owner("anchor3");
+	int afd = bumba_join_fd(anchor);
+	for (int round = 0; round < 3; round++) {
+		int p[2];
+		assert_int_equal(pipe(p), 0);
+		pid_t opid = fork();
+		if (opid == 0) {
+			struct bumba *cb;
+			close(p[0]);
+			if (bumba_open_ex(sock_path, NULL, BUMBA_OPEN_NO_JOIN, &cb))
+				_exit(1);
+			if (write(p[1], bumba_agent_id(cb), strlen(bumba_agent_id(cb))) <= 0)
+				_exit(1);
+			pause();
+			_exit(0);
+		}
+		close(p[1]);
+		memset(id, 0, sizeof(id));
+		assert_true(read(p[0], id, sizeof(id) - 1) > 0);
+		close(p[0]);
+		p1 = spawn_hammer(id, afd, 1, -1, true, ops);
+		p2 = spawn_hammer(id, afd, 2, -1, true, ops);
+		usleep(5000 + 5000 * round);
+		kill(opid, SIGKILL);
+		waitpid(opid, NULL, 0);
+		expect_exit0(p1);
+		expect_exit0(p2);
+		for (int k = 0; k < 3; k++) {
+			assert_int_equal(bumba_lock_acquire(stranger, paths[k], BUMBA_EXCLUSIVE,
+							    5000, BUMBA_PRIO_NORMAL, &l),
+					 0);
+			assert_int_equal(bumba_lock_release(stranger, &l), 0);
+		}
+	}
+	bumba_close(anchor);
+	close(afd);
+	bumba_close(stranger);
+	close(fd);
+	munmap((void *)ops, 4096);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -581,6 +753,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_joined_process_exits, test_teardown),
 		cmocka_unit_test_teardown(test_owner_killed, test_teardown),
 		cmocka_unit_test_teardown(test_waiter_outlives_agent, test_teardown),
+		cmocka_unit_test_teardown(test_joined_hammer_kill, test_teardown),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
