@@ -1879,25 +1879,26 @@ static int cmd_territories(struct ctl *ctl, int argc, char **argv)
 		if (read_territory(&seg, &l, ti, &rows[n]))
 			row_of[ti] = (int32_t)n++;
 	}
-	/* The paths: every tpath entry naming a territory we copied, by index
-	 * and id (a stale entry of an earlier territory in that record has
-	 * another id), and still the same entry after its path was read. */
+	/* The paths: every path record naming a territory we copied, by index
+	 * and id (a free record has tid 0, one of an earlier territory in that
+	 * record another id), and still the same record after its path was
+	 * read (its tid is re-read: 0 while it is freed or refilled). */
+	if (slots > seg.hdr->tpath_hwm)
+		slots = seg.hdr->tpath_hwm;
 	for (uint32_t i = 0; i < slots && n; i++) {
 		const struct tpath *tp = &seg.tpaths[i];
-		uint64_t key = atomic_load_explicit(&tp->key, memory_order_acquire), tid;
-		uint32_t ti = tp->terr;
+		uint64_t tid = atomic_load_explicit(&tp->tid, memory_order_acquire);
+		uint32_t ti = atomic_load_explicit(&tp->terr, memory_order_relaxed);
 		struct terr_row *r;
 
-		if (key == TP_EMPTY || key == TP_TOMBSTONE || ti >= hwm || row_of[ti] < 0)
+		if (!tid || ti >= hwm || row_of[ti] < 0)
 			continue;
 		r = &rows[row_of[ti]];
-		tid = atomic_load_explicit(&tp->tid, memory_order_acquire);
 		if (tid != r->id)
 			continue;
 		bumba_tpath_string(&seg, i, buf, sizeof(buf));
 		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&tp->key, memory_order_relaxed) != key ||
-		    atomic_load_explicit(&tp->tid, memory_order_relaxed) != tid)
+		if (atomic_load_explicit(&tp->tid, memory_order_relaxed) != tid)
 			continue;
 		r->paths = grow(r->paths, &r->cap, r->np + 1, sizeof(*r->paths));
 		r->paths[r->np++] = xstrdup(buf);

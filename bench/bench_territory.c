@@ -4,7 +4,8 @@
  * measured on a live bumbad, with the Node.js BUMBA's published figures
  * beside them.
  *
- *   A  memory: entry sizes, the table's reservation per claimable path,
+ *   A  memory: record and index slot sizes, the reservation per claimable
+ *      path (key index with its headroom, dense records, overflow, counts),
  *      and the resident memory 1,000 live territories actually touch (run
  *      first, on a fresh segment)
  *   B  lock acquire+release with no territory live against 1,000 live
@@ -73,6 +74,7 @@ static struct {
 	double claim100_cold_p50;
 	double check_miss_ns, check_hit_ns, eacces_ns, ebusy_ns;
 	double tpath_reserved, per_path_reserved, per_path_resident;
+	size_t tkey_size;
 	double terr1_bytes, terr100_bytes;
 	size_t tpath_size, terr_size;
 } g;
@@ -147,10 +149,10 @@ static bool measured(const char *name, struct bench_run r)
 }
 
 /* ------------------------------------------------------------------ */
-/* the state of the tpath table                                        */
+/* the state of the key index                                          */
 
 struct tstate {
-	uint32_t live, ended, tomb, empty, slots;
+	uint32_t live, ended, tomb, empty, slots, records;
 };
 
 static void table_state(struct tstate *t)
@@ -159,17 +161,19 @@ static void table_state(struct tstate *t)
 	const struct seg_header *h = s->hdr;
 
 	memset(t, 0, sizeof(*t));
-	t->slots = h->tpath_slots;
-	for (uint32_t i = 0; i < h->tpath_slots; i++) {
-		const struct tpath *tp = &s->tpaths[i];
-		uint64_t k = atomic_load_explicit(&tp->key, memory_order_relaxed);
+	t->slots = h->tkey_slots;
+	t->records = h->tpaths_live;
+	for (uint32_t i = 0; i < h->tkey_slots; i++) {
+		const struct tkey *e = &s->tkeys[i];
+		uint64_t k = atomic_load_explicit(&e->key, memory_order_relaxed), tid;
+		uint32_t rec, ti;
 
 		if (k == TP_EMPTY) {
 			t->empty++;
 		} else if (k == TP_TOMBSTONE) {
 			t->tomb++;
-		} else if (tp->terr < h->caps.max_territories) {
-			uint32_t st = atomic_load(&s->terrs[tp->terr].state);
+		} else if (bumba_tp_read(s, e, k, &rec, &tid, &ti)) {
+			uint32_t st = bumba_terr_state_of(&s->terrs[ti], tid);
 			if (st == TERR_LIVE || st == TERR_PENDING)
 				t->live++;
 			else
@@ -183,10 +187,10 @@ static void print_table_state(const char *when)
 	struct tstate t;
 
 	table_state(&t);
-	printf("  tpath table %s: %u live, %u ended (kept %.0f s for the guard), %u tombstones, "
-	       "%u empty of %u slots (%.1f%% not empty)\n",
+	printf("  key index %s: %u live, %u ended (kept %.0f s for the guard), %u tombstones, "
+	       "%u empty of %u slots (%.1f%% not empty); %u path records in use\n",
 	       when, t.live, t.ended, TERR_GRACE_NS / 1e9, t.tomb, t.empty, t.slots,
-	       100.0 * (t.slots - t.empty) / t.slots);
+	       100.0 * (t.slots - t.empty) / t.slots, t.records);
 }
 
 /* ------------------------------------------------------------------ */
@@ -214,7 +218,7 @@ static size_t resident(const void *p, size_t len)
 }
 
 struct regions {
-	size_t terrs, tpaths, tlong, desc;
+	size_t terrs, tkeys, tpaths, tlong, desc;
 };
 
 static void regions_resident(const struct bumba_seg *s, struct regions *r)
@@ -222,7 +226,8 @@ static void regions_resident(const struct bumba_seg *s, struct regions *r)
 	const struct seg_header *h = s->hdr;
 	const char *b = s->base;
 
-	r->terrs = resident(b + h->off_terrs, h->off_tpaths - h->off_terrs);
+	r->terrs = resident(b + h->off_terrs, h->off_tkeys - h->off_terrs);
+	r->tkeys = resident(b + h->off_tkeys, h->off_tpaths - h->off_tkeys);
 	r->tpaths = resident(b + h->off_tpaths, h->off_tlong - h->off_tpaths);
 	r->tlong = resident(b + h->off_tlong, h->off_desc - h->off_tlong);
 	r->desc = resident(b + h->off_desc, s->size - h->off_desc);
@@ -287,7 +292,8 @@ static void section_a(void)
 	struct regions before, after;
 	struct bumba_terr_totals tt;
 	double cap = (double)h->caps.max_tpaths;
-	double reserved_terrs = (double)(h->off_tpaths - h->off_terrs);
+	double reserved_terrs = (double)(h->off_tkeys - h->off_terrs);
+	double reserved_tkeys = (double)(h->off_tpaths - h->off_tkeys);
 	double reserved_tpaths = (double)(h->off_tlong - h->off_tpaths);
 	double reserved_tlong = (double)(h->off_desc - h->off_tlong);
 	double reserved_desc = (double)(s->size - h->off_desc);
@@ -295,19 +301,29 @@ static void section_a(void)
 	bench_title("A. Memory (segment of %.1f MiB; capacity %u territories, %u paths)",
 		    (double)s->size / 1048576.0, h->caps.max_territories, h->caps.max_tpaths);
 	g.tpath_size = sizeof(struct tpath);
+	g.tkey_size = sizeof(struct tkey);
 	g.terr_size = sizeof(struct territory);
-	g.tpath_reserved = (double)sizeof(struct tpath) * h->tpath_slots / cap;
-	g.per_path_reserved = (reserved_tpaths + reserved_tlong + reserved_desc) / cap;
+	/* Both regions whole (page-rounded), over the paths they can hold. */
+	g.tpath_reserved = (reserved_tkeys + reserved_tpaths) / cap;
+	g.per_path_reserved =
+		(reserved_tkeys + reserved_tpaths + reserved_tlong + reserved_desc) / cap;
 	printf("  %-52s %10s  %s\n", "figure", "bytes", "how");
 	printf("  %.52s %.10s  %s\n", "--------------------------------------------------------",
 	       "----------", "-----------------------------------------------");
-	printf("  %-52s %10zu  %s\n", "struct tpath (one claimed path)", g.tpath_size,
-	       "key, tid, links, 200-byte inline path");
+	printf("  %-52s %10zu  tid, key, links, %d-byte inline path\n",
+	       "struct tpath (one claimed path's record)", g.tpath_size, TPATH_INLINE);
+	printf("  %-52s %10zu  key, record index\n", "struct tkey (one key index slot)",
+	       g.tkey_size);
 	printf("  %-52s %10zu  %s\n", "struct territory (one record)", g.terr_size,
 	       "state, owner, times, counters, 64-byte title");
 	printf("  %-52s %10.1f  %u slots / %u paths = %.2f slots per path\n",
-	       "tpath table per claimable path", g.tpath_reserved, h->tpath_slots,
-	       h->caps.max_tpaths, (double)h->tpath_slots / cap);
+	       "key index per claimable path", reserved_tkeys / cap, h->tkey_slots,
+	       h->caps.max_tpaths, (double)h->tkey_slots / cap);
+	printf("  %-52s %10.1f  %u records / %u paths (dense, free list)\n",
+	       "  + path records per claimable path", reserved_tpaths / cap, h->tpath_slots,
+	       h->caps.max_tpaths);
+	printf("  %-52s %10.1f  index + records\n", "  = claimed-path tables per claimable path",
+	       g.tpath_reserved);
 	printf("  %-52s %10.1f  %u x %d B / %u paths (paths >= %d B)\n",
 	       "  + overflow area per claimable path", reserved_tlong / cap, h->tlong_slots,
 	       PATH_MAX, h->caps.max_tpaths, TPATH_INLINE);
@@ -325,16 +341,23 @@ static void section_a(void)
 	regions_resident(s, &after);
 	bumba_territory_totals(s, &tt);
 	{
-		double d_tp = (double)(after.tpaths - before.tpaths);
-		double d_desc = (double)(after.desc - before.desc);
-		double d_terr = (double)(after.terrs - before.terrs);
-		double d_all = d_tp + d_desc + d_terr + (double)(after.tlong - before.tlong);
+		/* Everything resident in the territory regions, not only what
+		 * the claims touched: bumbad allocates the key index and the
+		 * descendant counts at creation (prefault in segment.c), and
+		 * those pages are as much the price of the paths. */
+		double r_tk = (double)after.tkeys, r_tp = (double)after.tpaths;
+		double r_desc = (double)after.desc, r_terr = (double)after.terrs;
+		double r_all = r_tk + r_tp + r_desc + r_terr + (double)after.tlong;
+		double r_pre = (double)(before.terrs + before.tkeys + before.tpaths + before.tlong +
+					before.desc);
 
-		g.per_path_resident = d_all / N_LIVE;
-		printf("  %-52s %10.1f  %u live, %" PRIu64 " paths: pages first touched: tpaths "
-		       "%.0f K, desc %.0f K, records %.0f K\n",
+		g.per_path_resident = r_all / N_LIVE;
+		printf("  %-52s %10.1f  %u live, %" PRIu64 " paths: resident: index %.0f K, path "
+		       "records %.0f K, desc+ring %.0f K, territory records %.0f K (%.0f K of it "
+		       "before the claims: prefaulted)\n",
 		       "resident, per path of 1,000 one-path territories", g.per_path_resident,
-		       tt.active, tt.paths, d_tp / 1024, d_desc / 1024, d_terr / 1024);
+		       tt.active, tt.paths, r_tk / 1024, r_tp / 1024, r_desc / 1024, r_terr / 1024,
+		       r_pre / 1024);
 	}
 	g.terr1_bytes = (double)g.terr_size + g.per_path_reserved;
 	g.terr100_bytes = (double)g.terr_size + 100 * g.per_path_reserved;
@@ -697,9 +720,10 @@ static void summary(void)
 	sum_row("  inside our own territory", "<= 1.5x", g.lock_own_ns > 0 && g.lock0_ns > 0,
 		g.lock_own_ns / g.lock0_ns <= TARGET_LOCK_RATIO, "", "%.2fx (%.0f ns)",
 		g.lock_own_ns / g.lock0_ns, g.lock_own_ns);
-	sum_row("bytes per claimed path: struct tpath", "<= 256 B", g.tpath_size > 0,
-		(double)g.tpath_size <= TARGET_PATH_BYTES, "", "%zu B", g.tpath_size);
-	sum_row("  x slots per path (tpath table)", "<= 256 B", g.tpath_reserved > 0,
+	sum_row("bytes per claimed path: record + index slot", "<= 256 B", g.tpath_size > 0,
+		(double)(g.tpath_size + g.tkey_size) <= TARGET_PATH_BYTES, "", "%zu + %zu B",
+		g.tpath_size, g.tkey_size);
+	sum_row("  with the index headroom (reserved)", "<= 256 B", g.tpath_reserved > 0,
 		g.tpath_reserved <= TARGET_PATH_BYTES, "", "%.0f B", g.tpath_reserved);
 	sum_row("  + overflow and descendant counts", "<= 256 B", g.per_path_reserved > 0,
 		g.per_path_reserved <= TARGET_PATH_BYTES, "", "%.0f B", g.per_path_reserved);

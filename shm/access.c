@@ -66,10 +66,12 @@ static void consider_fields(const struct bumba_seg *s, uint32_t owner1, uint8_t 
 	}
 }
 
-/* A live territory path covering the file. */
-static void consider(const struct bumba_seg *s, const struct territory *t, struct cover *c)
+/* A live territory path covering the file (st: its state, read by
+ * bumba_terr_state_of). */
+static void consider(const struct bumba_seg *s, const struct territory *t, uint32_t st,
+		     struct cover *c)
 {
-	if (atomic_load(&t->state) != TERR_LIVE)
+	if (st != TERR_LIVE)
 		return;
 	/* At a past instant: it must have existed then. */
 	if (c->at_ns && t->created_ns > c->at_ns)
@@ -108,7 +110,7 @@ static void territories_over(const struct bumba_seg *s, const char *norm, size_t
 			     struct cover *c)
 {
 	uint64_t keys[TERR_MAX_DEPTH + 1];
-	const uint32_t mask = s->hdr->tpath_slots - 1;
+	const uint32_t mask = s->hdr->tkey_slots - 1;
 	int depth = bumba_path_prefix_keys(norm, len, keys);
 
 	if (depth < 0)
@@ -116,16 +118,18 @@ static void territories_over(const struct bumba_seg *s, const char *norm, size_t
 	for (int d = 0; d <= depth; d++) {
 		uint32_t i = (uint32_t)keys[d] & mask;
 		for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
-			const struct tpath *tp = &s->tpaths[i];
-			uint64_t k = atomic_load_explicit(&tp->key, memory_order_acquire);
+			const struct tkey *e = &s->tkeys[i];
+			uint64_t k = atomic_load_explicit(&e->key, memory_order_acquire);
+			uint32_t rec, ti;
+			uint64_t tid;
 			if (k == TP_EMPTY)
 				break;
-			if (k != keys[d] || tp->terr >= s->hdr->caps.max_territories)
+			/* The record must carry the key and its territory the
+			 * record's id: slots and records are reused. */
+			if (k != keys[d] || !bumba_tp_read(s, e, k, &rec, &tid, &ti))
 				continue;
-			const struct territory *t = &s->terrs[tp->terr];
-			if (atomic_load(&t->id) != atomic_load(&tp->tid))
-				continue;
-			consider(s, t, c);
+			const struct territory *t = &s->terrs[ti];
+			consider(s, t, bumba_terr_state_of(t, tid), c);
 		}
 	}
 	if (c->at_ns)

@@ -161,7 +161,7 @@ int bumba_wire_recv(int sock, struct bumba_msg *m, int *fd_out, int timeout_ms);
  * ------------------------------------------------------------------- */
 
 #define BUMBA_SEG_MAGIC	  0x47455341424d5542ull /* "BUMBASEG" */
-#define BUMBA_ABI_VERSION 2
+#define BUMBA_ABI_VERSION 3
 
 /* Capacities; bumbad fills them from its configuration. */
 struct bumba_caps {
@@ -278,18 +278,20 @@ struct waiter {
 	uint64_t granted_fence;
 } BUMBA_ALIGNED;
 
-/* Territories (territory.c).  A territory is a record plus one tpath entry
- * per claimed path; tpath entries live in an open-addressed table keyed by
- * the chained hash of the path's components (bumba_path_prefix_keys), so a
- * reader finds every territory covering a path with one probe per ancestor
- * depth, lock-free.  Writers serialise on hdr->terr_mu. */
+/* Territories (territory.c).  A territory is a record plus one tpath record
+ * per claimed path.  The records are dense (exactly max_tpaths of them, from
+ * a free list) and are found through a compact open-addressed key index
+ * (struct tkey, 16 B a slot, with the headroom) keyed by the chained hash of
+ * the path's components (bumba_path_prefix_keys), so a reader finds every
+ * territory covering a path with one probe per ancestor depth, lock-free.
+ * Writers serialise on hdr->terr_mu. */
 #define TERR_FREE     0u
 #define TERR_BUILDING 1u /* being claimed: invisible to everyone */
 #define TERR_PENDING  2u /* claimed, checking file locks: blocks new exclusive locks */
 #define TERR_LIVE     3u
 #define TERR_ENDED    4u /* released: its paths go to the ended ring, the record is freed */
 
-#define TPATH_INLINE	  200 /* path bytes stored in the entry itself */
+#define TPATH_INLINE	  112 /* path bytes stored in the record itself, NUL included */
 #define TERR_TITLE	  64
 #define TERR_HIST_BUCKETS 10		/* claim duration histogram */
 #define TERR_GRACE_NS	  2000000000ull /* how long an ended territory is remembered */
@@ -316,19 +318,36 @@ struct territory {
 #define TP_EMPTY     0ull
 #define TP_TOMBSTONE 1ull
 
+/* A slot of the key index.  key is the publishing word: written last on
+ * insert (rec1 before it), first on removal (TOMBSTONE).  A reader never
+ * trusts rec1 alone: the record it names is checked to carry the same key
+ * (see tp_read in territory.c), because the slot may be reused between the
+ * two loads. */
+struct tkey {
+	_Atomic uint64_t key;  /* chained component hash (>= 2), EMPTY, TOMBSTONE */
+	_Atomic uint32_t rec1; /* tpath record index + 1 */
+	uint32_t pad;
+};
+
+/* One claimed path.  tid is the record's sequence word for lock-free
+ * readers: 0 while the record is free or being refilled, the territory id
+ * once key and terr are valid (stored with release after them), so a reader
+ * that loads tid, then key and terr, then tid again and finds the same
+ * non-zero id read one consistent record. */
 struct tpath {
-	_Atomic uint64_t key; /* chained component hash (>= 2), EMPTY, TOMBSTONE */
-	_Atomic uint64_t tid; /* territory id, checked against the record */
-	uint32_t terr;	      /* territory index */
-	uint16_t depth;	      /* components */
+	_Atomic uint64_t tid;  /* territory id; 0: free */
+	_Atomic uint64_t key;  /* the claimed path's key, as in the index */
+	_Atomic uint32_t terr; /* territory record index */
+	uint32_t owner1;
+	uint32_t long1; /* overflow slot + 1 when the path does not fit inline */
+	uint32_t next1; /* next record of the same territory + 1, or of the free list */
+	uint32_t slot1; /* its key index slot + 1, 0 while not in the index */
+	uint16_t depth; /* components */
+	uint16_t len;
 	uint8_t type;
 	uint8_t root; /* workspace root index */
-	uint32_t owner1;
-	uint32_t long1; /* overflow slot + 1 when the path is longer than inline */
-	uint16_t len;
-	uint16_t pad;
-	uint32_t next1;		 /* next tpath of the same territory + 1, under terr_mu */
-	char path[TPATH_INLINE]; /* normalised absolute path, NUL-terminated */
+	uint8_t pad[6];
+	char path[TPATH_INLINE]; /* normalised absolute path, NUL-terminated (cut if long1) */
 };
 
 /* A claimed path of a territory that ended: kept in a ring so the guard
@@ -369,8 +388,10 @@ struct seg_header {
 	uint32_t lock_slots; /* power of two >= 2 * max_locks */
 	uint32_t n_roots;
 	uint64_t off_agents, off_holds, off_locks, off_names, off_waiters, off_waitmap, off_roots;
-	uint64_t off_terrs, off_tpaths, off_tlong, off_desc, off_ended;
-	uint32_t tpath_slots, desc_slots, tlong_slots, pad_caps;
+	uint64_t off_terrs, off_tkeys, off_tpaths, off_tlong, off_desc, off_ended;
+	uint32_t tkey_slots;  /* key index slots: power of two >= 2 * max_tpaths */
+	uint32_t tpath_slots; /* path records: max_tpaths */
+	uint32_t desc_slots, tlong_slots;
 
 	/* Supervisor liveness. */
 	_Atomic int32_t sup_pid;
@@ -401,14 +422,18 @@ struct seg_header {
 	_Atomic uint64_t terr_epoch;  /* bumped whenever claimed paths appear */
 	_Atomic uint64_t ended_seq;   /* ended paths written to the ring so far */
 	_Atomic uint32_t terr_live;   /* LIVE or PENDING territories */
-	_Atomic uint32_t tpaths_used; /* keys + tombstones in the tpath table */
+	_Atomic uint32_t tpaths_used; /* keys + tombstones in the key index */
 	_Atomic uint64_t terr_claims, terr_conflicts, terr_failures, terr_expired;
 	_Atomic uint64_t terr_claim_ns_sum;
 	_Atomic uint64_t terr_claim_hist[TERR_HIST_BUCKETS];
-	uint32_t desc_used; /* under terr_mu */
-	uint32_t terr_hwm;  /* under terr_mu: no record at or past it was ever used */
-	uint32_t pad_t2;
+	uint32_t desc_used;	  /* under terr_mu */
+	uint32_t terr_hwm;	  /* under terr_mu: no record at or past it was ever used */
+	uint32_t tpaths_live;	  /* under terr_mu: path records in use */
 	uint32_t terr_timeout_ms; /* territoryManagement.defaultTimeout, 0: none */
+	/* Under terr_mu: free lists (index + 1) and high-water marks of the path
+	 * records and the overflow slots.  Never-used ones are taken past the
+	 * mark, freed ones are reused first (their pages are already warm). */
+	uint32_t tpath_free1, tpath_hwm, tlong_free1, tlong_hwm;
 
 	struct retired_counters retired BUMBA_ALIGNED;
 	_Atomic uint64_t table_full BUMBA_ALIGNED; /* -ENOSPC count */
@@ -430,6 +455,7 @@ struct bumba_seg {
 	char (*roots)[PATH_MAX];
 	const char *root_ptrs[BUMBA_MAX_ROOTS];
 	struct territory *terrs;
+	struct tkey *tkeys;
 	struct tpath *tpaths;
 	char (*tlong)[PATH_MAX];
 	struct desc_entry *desc;
@@ -567,7 +593,48 @@ extern const double bumba_claim_bounds[TERR_HIST_BUCKETS];
 /* The guard saw a write inside territory tid: count it (analytics). */
 void bumba_territory_note_write(const struct bumba_seg *s, uint64_t tid);
 
-/* The full path of tpath entry i (inline or overflow) into out. */
+/* Lock-free readers of the territory tables (territory.c, access.c). */
+
+/* The state of territory record t if it still has id tid, else TERR_FREE.
+ * The id is loaded before and after the state, so the state read is that
+ * territory's: ids are never reused, a claim stores BUILDING before the id,
+ * a free clears the id before storing FREE. */
+static inline uint32_t bumba_terr_state_of(const struct territory *t, uint64_t tid)
+{
+	if (atomic_load(&t->id) != tid)
+		return TERR_FREE;
+	uint32_t st = atomic_load(&t->state);
+	return atomic_load(&t->id) == tid ? st : TERR_FREE;
+}
+
+/* Index slot e was seen holding key k: the record it names, if that record
+ * read consistently (its tid the same non-zero value before and after, see
+ * struct tpath) carries k too.  The slot may have been reused between the
+ * key load and the rec1 load, and the record freed and refilled since:
+ * both show as a record with another key or a changed tid, and are
+ * skipped.  *tid and *terr get the record's territory id and index. */
+static inline bool bumba_tp_read(const struct bumba_seg *s, const struct tkey *e, uint64_t k,
+				 uint32_t *rec, uint64_t *tid, uint32_t *terr)
+{
+	uint32_t r1 = atomic_load_explicit(&e->rec1, memory_order_acquire);
+
+	if (!r1 || r1 > s->hdr->tpath_slots)
+		return false;
+	const struct tpath *tp = &s->tpaths[r1 - 1];
+	uint64_t t1 = atomic_load_explicit(&tp->tid, memory_order_acquire);
+	uint64_t key = atomic_load_explicit(&tp->key, memory_order_relaxed);
+	uint32_t ti = atomic_load_explicit(&tp->terr, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (!t1 || key != k || ti >= s->hdr->caps.max_territories ||
+	    atomic_load_explicit(&tp->tid, memory_order_relaxed) != t1)
+		return false;
+	*rec = r1 - 1;
+	*tid = t1;
+	*terr = ti;
+	return true;
+}
+
+/* The full path of tpath record i (inline or overflow) into out. */
 void bumba_tpath_string(const struct bumba_seg *s, uint32_t i, char *out, size_t cap);
 
 /* ---------------------------------------------------------------------

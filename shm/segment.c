@@ -119,6 +119,8 @@ uint32_t bumba_seg_format(void)
 		(uint32_t)sizeof(void *),
 		(uint32_t)sizeof(struct territory),
 		(uint32_t)sizeof(struct tpath),
+		(uint32_t)sizeof(struct tkey),
+		TPATH_INLINE,
 		(uint32_t)sizeof(struct desc_entry),
 		(uint32_t)offsetof(struct seg_header, terr_mu),
 		(uint32_t)sizeof(struct ended_path),
@@ -135,9 +137,9 @@ uint32_t bumba_seg_format(void)
 }
 
 struct layout {
-	uint32_t lock_slots, tpath_slots, desc_slots, tlong_slots;
+	uint32_t lock_slots, tkey_slots, tpath_slots, desc_slots, tlong_slots;
 	uint64_t off_agents, off_holds, off_locks, off_names, off_waiters, off_waitmap, off_roots;
-	uint64_t off_terrs, off_tpaths, off_tlong, off_desc, off_ended;
+	uint64_t off_terrs, off_tkeys, off_tpaths, off_tlong, off_desc, off_ended;
 	uint64_t total;
 };
 
@@ -166,7 +168,10 @@ static int compute_layout(const struct bumba_caps *c, struct layout *l)
 	    c->max_territories > (1u << 22) || c->max_tpaths == 0 || c->max_tpaths > (1u << 22))
 		return -EINVAL;
 	l->lock_slots = pow2_at_least(2ull * c->max_locks);
-	l->tpath_slots = pow2_at_least(2ull * c->max_tpaths);
+	/* The headroom of open addressing is paid in 16-byte index slots; the
+	 * path records themselves are dense, one per claimable path. */
+	l->tkey_slots = pow2_at_least(2ull * c->max_tpaths);
+	l->tpath_slots = c->max_tpaths;
 	/* Every claimed path bumps the count of each of its ancestors. */
 	l->desc_slots = pow2_at_least(8ull * c->max_tpaths);
 	l->tlong_slots = c->max_tpaths / 16 + 1;
@@ -188,6 +193,8 @@ static int compute_layout(const struct bumba_caps *c, struct layout *l)
 	off = align_page(off + (uint64_t)BUMBA_MAX_ROOTS * PATH_MAX);
 	l->off_terrs = off;
 	off = align_page(off + (uint64_t)c->max_territories * sizeof(struct territory));
+	l->off_tkeys = off;
+	off = align_page(off + (uint64_t)l->tkey_slots * sizeof(struct tkey));
 	l->off_tpaths = off;
 	off = align_page(off + (uint64_t)l->tpath_slots * sizeof(struct tpath));
 	l->off_tlong = off;
@@ -213,12 +220,30 @@ static void bind_pointers(struct bumba_seg *s)
 	s->waitmap = (_Atomic uint64_t *)(b + h->off_waitmap);
 	s->roots = (char(*)[PATH_MAX])(b + h->off_roots);
 	s->terrs = (struct territory *)(b + h->off_terrs);
+	s->tkeys = (struct tkey *)(b + h->off_tkeys);
 	s->tpaths = (struct tpath *)(b + h->off_tpaths);
 	s->tlong = (char(*)[PATH_MAX])(b + h->off_tlong);
 	s->desc = (struct desc_entry *)(b + h->off_desc);
 	s->ended = (struct ended_path *)(b + h->off_ended);
 	for (uint32_t i = 0; i < BUMBA_MAX_ROOTS; i++)
 		s->root_ptrs[i] = i < h->n_roots ? s->roots[i] : NULL;
+}
+
+/* Allocates the pages of [off, off+len) now.  The key index and the
+ * descendant counts are addressed by hash, so every claim would otherwise
+ * land on pages never touched and pay a page allocation for each (a claim
+ * of 100 new paths: up to a few hundred).  The dense regions (territory and
+ * path records, overflow) grow from their start and fault a page only when
+ * their high-water mark crosses one, so they stay sparse. */
+static void prefault(void *base, uint64_t off, uint64_t len)
+{
+	char *p = (char *)base + off;
+
+	if (!len || madvise(p, len, MADV_POPULATE_WRITE) == 0)
+		return;
+	/* Kernels before 5.14: touch each page (the memfd reads as zeros). */
+	for (uint64_t o = 0; o < len; o += PAGE)
+		*(volatile char *)(p + o) = 0;
 }
 
 static int init_robust(pthread_mutex_t *m)
@@ -291,10 +316,12 @@ int bumba_seg_create(const struct bumba_caps *caps_in, const char *const *roots,
 	h->off_waitmap = l.off_waitmap;
 	h->off_roots = l.off_roots;
 	h->off_terrs = l.off_terrs;
+	h->off_tkeys = l.off_tkeys;
 	h->off_tpaths = l.off_tpaths;
 	h->off_tlong = l.off_tlong;
 	h->off_desc = l.off_desc;
 	h->off_ended = l.off_ended;
+	h->tkey_slots = l.tkey_slots;
 	h->tpath_slots = l.tpath_slots;
 	h->desc_slots = l.desc_slots;
 	h->tlong_slots = l.tlong_slots;
@@ -331,6 +358,8 @@ int bumba_seg_create(const struct bumba_caps *caps_in, const char *const *roots,
 		if (rc)
 			goto fail;
 	}
+	prefault(base, l.off_tkeys, l.off_tpaths - l.off_tkeys);
+	prefault(base, l.off_desc, l.off_ended - l.off_desc);
 	/* The magic goes last: a half-built segment is never valid. */
 	atomic_thread_fence(memory_order_release);
 	h->magic = BUMBA_SEG_MAGIC;
@@ -377,6 +406,7 @@ int bumba_seg_map(int fd, bool writable, bool check_live, struct bumba_seg *seg)
 	    l.off_locks != probe.off_locks || l.off_names != probe.off_names ||
 	    l.off_waiters != probe.off_waiters || l.off_waitmap != probe.off_waitmap ||
 	    l.off_roots != probe.off_roots || l.off_terrs != probe.off_terrs ||
+	    l.off_tkeys != probe.off_tkeys || l.tkey_slots != probe.tkey_slots ||
 	    l.off_tpaths != probe.off_tpaths || l.off_tlong != probe.off_tlong ||
 	    l.off_desc != probe.off_desc || l.off_ended != probe.off_ended ||
 	    l.tpath_slots != probe.tpath_slots || l.desc_slots != probe.desc_slots ||

@@ -8,9 +8,12 @@
  * releases, timeouts, hierarchy, and the look-up the lock table does on
  * every exclusive acquire.
  *
- * Readers never block: a tpath entry is found by the chained hash of its
- * components, so "which territories cover /ws/src/a.c" is one probe per
- * ancestor depth that has any claim at all (hdr->depth_mask).  A claim is
+ * Readers never block: a claimed path is found through the key index by the
+ * chained hash of its components, so "which territories cover /ws/src/a.c"
+ * is one probe per ancestor depth that has any claim at all
+ * (hdr->depth_mask).  The index holds 16-byte slots (key, record) with the
+ * open-addressing headroom; the path records behind it are dense and come
+ * from a free list, so the headroom costs 32 bytes a path, not a record.  A claim is
  * built invisibly (BUILDING), becomes PENDING — which already stops new
  * exclusive locks — while the lock table is checked for locks in the way,
  * and is published LIVE by one store.  Writers serialise on a robust
@@ -113,26 +116,25 @@ typedef bool (*tp_fn)(const struct bumba_seg *s, uint32_t i, const struct territ
 static bool tp_each(const struct bumba_seg *s, uint64_t k, bool pending, bool ended, tp_fn fn,
 		    void *arg)
 {
-	const uint32_t mask = s->hdr->tpath_slots - 1;
+	const uint32_t mask = s->hdr->tkey_slots - 1;
 	uint32_t i = (uint32_t)k & mask;
 
 	for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
-		const struct tpath *tp = &s->tpaths[i];
-		uint64_t key = atomic_load_explicit(&tp->key, memory_order_acquire);
+		const struct tkey *e = &s->tkeys[i];
+		uint64_t key = atomic_load_explicit(&e->key, memory_order_acquire);
 		if (key == TP_EMPTY)
 			return false;
 		if (key != k)
 			continue;
-		uint64_t tid = atomic_load(&tp->tid);
-		if (tp->terr >= s->hdr->caps.max_territories)
+		uint32_t rec, ti;
+		uint64_t tid;
+		if (!bumba_tp_read(s, e, k, &rec, &tid, &ti))
 			continue;
-		const struct territory *t = &s->terrs[tp->terr];
-		uint32_t st = atomic_load(&t->state);
-		if (atomic_load(&t->id) != tid)
-			continue;
+		const struct territory *t = &s->terrs[ti];
+		uint32_t st = bumba_terr_state_of(t, tid);
 		if (!terr_visible(st, pending) && !(ended && st == TERR_ENDED))
 			continue;
-		if (fn(s, i, t, arg))
+		if (fn(s, rec, t, arg))
 			return true;
 	}
 	return false;
@@ -215,17 +217,44 @@ static struct desc_entry *desc_find(struct bumba_seg *s, uint64_t k, bool create
 	return NULL;
 }
 
+/* Empties slot i of the counts.  Only writers read this table (under
+ * terr_mu), so instead of a tombstone the entries after it in its probe
+ * run shift back (linear probing's backward-shift deletion): the table
+ * holds only prefixes that still have claims below them, and stays short
+ * however many different paths were ever claimed. */
+static void desc_delete(struct bumba_seg *s, uint32_t i)
+{
+	const uint32_t mask = s->hdr->desc_slots - 1;
+
+	for (uint32_t j = (i + 1) & mask; s->desc[j].key; j = (j + 1) & mask) {
+		uint32_t home = (uint32_t)s->desc[j].key & mask;
+		/* Entry j stays if its home lies cyclically in (i, j]. */
+		bool stays = i < j ? (i < home && home <= j) : (i < home || home <= j);
+		if (!stays) {
+			s->desc[i] = s->desc[j];
+			i = j;
+		}
+	}
+	s->desc[i].key = 0;
+	s->desc[i].count = 0;
+	s->hdr->desc_used--;
+}
+
 static void desc_adjust(struct bumba_seg *s, const uint64_t *keys, int depth, int delta)
 {
 	for (int d = 0; d < depth; d++) {
 		struct desc_entry *e = desc_find(s, keys[d], delta > 0);
-		if (e)
-			e->count = (uint32_t)((int)e->count + delta);
+		if (!e)
+			continue;
+		e->count = (uint32_t)((int)e->count + delta);
+		if (!e->count)
+			desc_delete(s, (uint32_t)(e - s->desc));
 	}
 }
 
 /* Rebuilds the descendant counts from the live claims: after a crash
- * inside the mutex, or when dead keys fill the table. */
+ * inside the mutex.  (Counts that drop to zero are deleted at once, see
+ * desc_delete, so dead keys never pile up and need no periodic rebuild.) */
 static void desc_rebuild(struct bumba_seg *s)
 {
 	uint64_t keys[TERR_MAX_DEPTH + 1];
@@ -246,24 +275,93 @@ static void desc_rebuild(struct bumba_seg *s)
 	}
 }
 
+/* Path records and overflow slots: free lists first (warm pages), then
+ * the never-used ones past the high-water mark. */
+static int rec_alloc(struct bumba_seg *s)
+{
+	struct seg_header *h = s->hdr;
+	uint32_t i;
+
+	if (h->tpath_free1 && h->tpath_free1 <= h->tpath_slots) {
+		i = h->tpath_free1 - 1;
+		h->tpath_free1 = s->tpaths[i].next1;
+	} else if (h->tpath_hwm < h->tpath_slots) {
+		i = h->tpath_hwm++;
+	} else {
+		return -ENOSPC;
+	}
+	s->tpaths[i].next1 = 0;
+	h->tpaths_live++;
+	return (int)i;
+}
+
+static void rec_free(struct bumba_seg *s, uint32_t i)
+{
+	s->tpaths[i].next1 = s->hdr->tpath_free1;
+	s->hdr->tpath_free1 = i + 1;
+	s->hdr->tpaths_live--;
+}
+
+/* A free overflow slot is an empty string; the free list's link follows
+ * the NUL. */
+static uint32_t tlong_next(const struct bumba_seg *s, uint32_t j)
+{
+	uint32_t next;
+
+	memcpy(&next, s->tlong[j] + 4, sizeof(next));
+	return next;
+}
+
+static void tlong_free(struct bumba_seg *s, uint32_t j)
+{
+	s->tlong[j][0] = '\0';
+	memcpy(s->tlong[j] + 4, &s->hdr->tlong_free1, sizeof(uint32_t));
+	s->hdr->tlong_free1 = j + 1;
+}
+
+static int tlong_alloc(struct bumba_seg *s)
+{
+	struct seg_header *h = s->hdr;
+
+	if (h->tlong_free1 && h->tlong_free1 <= h->tlong_slots) {
+		uint32_t j = h->tlong_free1 - 1;
+		h->tlong_free1 = tlong_next(s, j);
+		return (int)j;
+	}
+	if (h->tlong_hwm < h->tlong_slots)
+		return (int)h->tlong_hwm++;
+	return -ENOSPC;
+}
+
 static void tp_trim(struct bumba_seg *s, uint32_t i)
 {
-	const uint32_t mask = s->hdr->tpath_slots - 1;
+	const uint32_t mask = s->hdr->tkey_slots - 1;
 
-	if (atomic_load(&s->tpaths[(i + 1) & mask].key) != TP_EMPTY)
+	if (atomic_load(&s->tkeys[(i + 1) & mask].key) != TP_EMPTY)
 		return;
-	while (atomic_load(&s->tpaths[i].key) == TP_TOMBSTONE) {
-		atomic_store(&s->tpaths[i].key, TP_EMPTY);
+	while (atomic_load(&s->tkeys[i].key) == TP_TOMBSTONE) {
+		atomic_store(&s->tkeys[i].key, TP_EMPTY);
 		atomic_fetch_sub(&s->hdr->tpaths_used, 1);
 		i = (i - 1) & mask;
 	}
 }
 
+/* Takes record i out of the index (readers stop finding it), out of its
+ * territory's list, and frees it. */
 static void tp_remove(struct bumba_seg *s, uint32_t i)
 {
 	struct tpath *tp = &s->tpaths[i];
-	struct territory *t = &s->terrs[tp->terr];
+	struct territory *t = &s->terrs[atomic_load(&tp->terr)];
 
+	if (tp->slot1 && tp->slot1 <= s->hdr->tkey_slots) {
+		struct tkey *e = &s->tkeys[tp->slot1 - 1];
+		if (atomic_load(&e->rec1) == i + 1 &&
+		    atomic_load(&e->key) == atomic_load(&tp->key)) {
+			atomic_store(&e->key, TP_TOMBSTONE);
+			tp_trim(s, tp->slot1 - 1);
+		}
+	}
+	tp->slot1 = 0;
 	for (uint32_t *link = &t->first1; *link; link = &s->tpaths[*link - 1].next1) {
 		if (*link == i + 1) {
 			*link = tp->next1;
@@ -271,12 +369,13 @@ static void tp_remove(struct bumba_seg *s, uint32_t i)
 		}
 	}
 	tp->next1 = 0;
-
-	atomic_store(&tp->key, TP_TOMBSTONE);
+	/* A reader that found the index slot before the tombstone and reads
+	 * the record now sees tid 0 (or, refilled, a new tid or key): skipped. */
+	atomic_store(&tp->tid, 0);
 	if (tp->long1 && tp->long1 <= s->hdr->tlong_slots)
-		s->tlong[tp->long1 - 1][0] = '\0'; /* free: empty string */
+		tlong_free(s, tp->long1 - 1);
 	tp->long1 = 0;
-	tp_trim(s, i);
+	rec_free(s, i);
 }
 
 static int tp_insert(struct bumba_seg *s, uint32_t terr, uint64_t tid, uint8_t type,
@@ -284,44 +383,56 @@ static int tp_insert(struct bumba_seg *s, uint32_t terr, uint64_t tid, uint8_t t
 		     uint32_t *out)
 {
 	struct seg_header *h = s->hdr;
-	const uint32_t mask = h->tpath_slots - 1;
+	const uint32_t mask = h->tkey_slots - 1;
 	uint32_t i = (uint32_t)key & mask, long1 = 0;
 
 	if (len >= TPATH_INLINE) {
-		for (uint32_t j = 0; j < h->tlong_slots; j++) {
-			if (s->tlong[j][0] == '\0') {
-				long1 = j + 1;
-				break;
-			}
-		}
-		if (!long1)
-			return -ENOSPC;
-		memcpy(s->tlong[long1 - 1], path, len + 1);
+		int j = tlong_alloc(s);
+		if (j < 0)
+			return j;
+		long1 = (uint32_t)j + 1;
+		memcpy(s->tlong[j], path, len + 1);
 	}
+	int r = rec_alloc(s);
+	if (r < 0) {
+		if (long1)
+			tlong_free(s, long1 - 1);
+		return r;
+	}
+	/* Refill under tid 0 (seqlock-like, see struct tpath): the fence keeps
+	 * the new key and terr from being seen before the 0. */
+	struct tpath *tp = &s->tpaths[r];
+	atomic_store_explicit(&tp->tid, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&tp->key, key, memory_order_relaxed);
+	atomic_store_explicit(&tp->terr, terr, memory_order_relaxed);
+	tp->depth = (uint16_t)depth;
+	tp->type = type;
+	tp->owner1 = owner1;
+	tp->long1 = long1;
+	tp->len = (uint16_t)(len < 0xffff ? len : 0xffff);
+	size_t inl = len < TPATH_INLINE - 1 ? len : TPATH_INLINE - 1;
+	memcpy(tp->path, path, inl);
+	tp->path[inl] = '\0';
+	tp->slot1 = 0;
+	atomic_store_explicit(&tp->tid, tid, memory_order_release);
+	tp->next1 = s->terrs[terr].first1;
+	s->terrs[terr].first1 = (uint32_t)r + 1;
+
 	for (;; i = (i + 1) & mask) {
-		uint64_t k = atomic_load(&s->tpaths[i].key);
+		uint64_t k = atomic_load(&s->tkeys[i].key);
 		if (k == TP_EMPTY || k == TP_TOMBSTONE) {
 			if (k == TP_EMPTY)
 				atomic_fetch_add(&h->tpaths_used, 1);
 			break;
 		}
 	}
-	struct tpath *tp = &s->tpaths[i];
-	atomic_store(&tp->tid, tid);
-	tp->terr = terr;
-	tp->depth = (uint16_t)depth;
-	tp->type = type;
-	tp->owner1 = owner1;
-	tp->long1 = long1;
-	tp->len = (uint16_t)(len < 0xffff ? len : 0xffff);
-	tp->next1 = s->terrs[terr].first1;
-	s->terrs[terr].first1 = i + 1;
-	size_t inl = len < TPATH_INLINE - 1 ? len : TPATH_INLINE - 1;
-	memcpy(tp->path, path, inl);
-	tp->path[inl] = '\0';
-	atomic_store_explicit(&tp->key, key, memory_order_seq_cst);
+	/* rec1 before the key: the key's store publishes the slot. */
+	atomic_store_explicit(&s->tkeys[i].rec1, (uint32_t)r + 1, memory_order_relaxed);
+	tp->slot1 = i + 1;
+	atomic_store_explicit(&s->tkeys[i].key, key, memory_order_seq_cst);
 	atomic_fetch_or(&h->depth_mask, 1ull << depth);
-	*out = i;
+	*out = (uint32_t)r;
 	return 0;
 }
 
@@ -356,6 +467,82 @@ static void terr_free(struct bumba_seg *s, uint32_t ti)
 static void terr_end_locked(struct bumba_seg *s, uint32_t ti);
 static bool reap_ended(struct bumba_seg *s);
 
+/* After a writer died inside: a record or overflow slot it had taken but
+ * not yet linked (or unlinked but not yet freed) belongs to nobody.  The
+ * free lists and the index are rebuilt from the territories' path lists,
+ * which are the truth. */
+static void free_rebuild(struct bumba_seg *s)
+{
+	struct seg_header *h = s->hdr;
+	uint32_t hwm = h->tpath_hwm <= h->tpath_slots ? h->tpath_hwm : h->tpath_slots;
+	uint32_t lhwm = h->tlong_hwm <= h->tlong_slots ? h->tlong_hwm : h->tlong_slots;
+	uint8_t *used = calloc(hwm + 1, 1), *lused = calloc(lhwm + 1, 1);
+
+	if (!used || !lused) {
+		/* Without memory the lists stay as they are: at worst a
+		 * record leaks until the next repair. */
+		free(used);
+		free(lused);
+		return;
+	}
+	for (uint32_t ti = 0; ti < h->terr_hwm; ti++) {
+		if (atomic_load(&s->terrs[ti].state) == TERR_FREE)
+			continue;
+		uint32_t steps = 0;
+		for (uint32_t *l = &s->terrs[ti].first1; *l; l = &s->tpaths[*l - 1].next1) {
+			/* A list cut short (a bad link, a cycle) ends here. */
+			if (*l > hwm || used[*l - 1] || ++steps > hwm) {
+				*l = 0;
+				break;
+			}
+			used[*l - 1] = 1;
+			uint32_t l1 = s->tpaths[*l - 1].long1;
+			if (l1 && l1 <= lhwm)
+				lused[l1 - 1] = 1;
+		}
+	}
+	h->tpath_free1 = 0;
+	h->tpaths_live = 0;
+	for (uint32_t i = hwm; i-- > 0;) {
+		if (used[i]) {
+			h->tpaths_live++;
+			continue;
+		}
+		atomic_store(&s->tpaths[i].tid, 0);
+		s->tpaths[i].slot1 = 0;
+		s->tpaths[i].long1 = 0;
+		s->tpaths[i].next1 = h->tpath_free1;
+		h->tpath_free1 = i + 1;
+	}
+	h->tlong_free1 = 0;
+	for (uint32_t j = lhwm; j-- > 0;) {
+		if (!lused[j])
+			tlong_free(s, j);
+	}
+	/* Index slots naming a record that is not theirs go; the rest are
+	 * recounted. */
+	uint32_t n_used = 0;
+	for (uint32_t i = 0; i < h->tkey_slots; i++) {
+		struct tkey *e = &s->tkeys[i];
+		uint64_t k = atomic_load(&e->key);
+		uint32_t r1 = atomic_load(&e->rec1);
+		if (k >= 2 &&
+		    (!r1 || r1 > hwm || !used[r1 - 1] || s->tpaths[r1 - 1].slot1 != i + 1))
+			atomic_store(&e->key, k = TP_TOMBSTONE);
+		n_used += k != TP_EMPTY;
+	}
+	for (uint32_t i = 0; i < hwm; i++) {
+		uint32_t sl = s->tpaths[i].slot1;
+		if (used[i] && sl &&
+		    (sl > h->tkey_slots || atomic_load(&s->tkeys[sl - 1].rec1) != i + 1 ||
+		     atomic_load(&s->tkeys[sl - 1].key) < 2))
+			s->tpaths[i].slot1 = 0;
+	}
+	atomic_store(&h->tpaths_used, n_used);
+	free(used);
+	free(lused);
+}
+
 static void repair_terr(struct bumba_seg *s, uint32_t unused)
 {
 	/* A writer died inside: roll back half-made claims, recount. */
@@ -374,6 +561,7 @@ static void repair_terr(struct bumba_seg *s, uint32_t unused)
 	for (uint32_t ti = 0; ti < s->hdr->terr_hwm; ti++)
 		live += atomic_load(&s->terrs[ti].state) == TERR_LIVE;
 	atomic_store(&s->hdr->terr_live, live);
+	free_rebuild(s);
 	desc_rebuild(s);
 }
 
@@ -395,11 +583,15 @@ static void terr_unlock(struct bumba_seg *s)
 /* ------------------------------------------------------------------ */
 /* conflicts                                                           */
 
+/* A requested path, normalised, with the keys of its prefixes.  Both live
+ * in one arena sized to the paths (see norm_requests), not in PATH_MAX and
+ * TERR_MAX_DEPTH arrays: a claim of 100 paths then touches a few KiB
+ * instead of ~460 KiB. */
 struct req {
-	char norm[PATH_MAX];
+	const char *norm;
+	const uint64_t *keys; /* keys[0..depth] */
 	size_t len;
 	int depth;
-	uint64_t keys[TERR_MAX_DEPTH + 1];
 };
 
 struct conflicts {
@@ -571,23 +763,61 @@ static bool inside_ancestors(struct bumba_seg *s, const struct req *r, uint32_t 
 /* ------------------------------------------------------------------ */
 /* claim / add / remove / release                                      */
 
-static int norm_requests(struct bumba *b, const char *const *paths, size_t n, struct req *reqs)
+/* Normalises the n paths into reqs; their text and keys go to *arena
+ * (the caller frees it, also on error). */
+static int norm_requests(struct bumba *b, const char *const *paths, size_t n, struct req *reqs,
+			 char **arena)
 {
 	const struct bumba_seg *s = &b->seg;
-	size_t root;
+	uint64_t keys[TERR_MAX_DEPTH + 1];
+	char norm[PATH_MAX];
+	size_t root, used = 0, cap = n * 128;
+	size_t *offs = malloc(n * sizeof(*offs));
+	char *a = malloc(cap);
 
-	for (size_t i = 0; i < n; i++) {
-		if (!paths[i])
-			return -EINVAL;
-		int len = bumba_path_norm(s->root_ptrs, s->hdr->n_roots, paths[i], (size_t)-1,
-					  reqs[i].norm, sizeof(reqs[i].norm), &root);
-		if (len < 0)
-			return len;
-		reqs[i].len = (size_t)len;
-		reqs[i].depth = bumba_path_prefix_keys(reqs[i].norm, reqs[i].len, reqs[i].keys);
-		if (reqs[i].depth < 0)
-			return reqs[i].depth;
+	*arena = a;
+	if (!a || !offs) {
+		free(offs);
+		return -ENOMEM;
 	}
+	for (size_t i = 0; i < n; i++) {
+		if (!paths[i]) {
+			free(offs);
+			return -EINVAL;
+		}
+		int len = bumba_path_norm(s->root_ptrs, s->hdr->n_roots, paths[i], (size_t)-1, norm,
+					  sizeof(norm), &root);
+		int depth = len < 0 ? len : bumba_path_prefix_keys(norm, (size_t)len, keys);
+		if (depth < 0) {
+			free(offs);
+			return depth;
+		}
+		/* Keys first (8-byte aligned), then the text. */
+		size_t kb = ((size_t)depth + 1) * sizeof(uint64_t);
+		size_t need = kb + (((size_t)len + 1 + 7) & ~(size_t)7);
+		if (used + need > cap) {
+			while (used + need > cap)
+				cap *= 2;
+			char *g = realloc(a, cap);
+			if (!g) {
+				free(offs);
+				return -ENOMEM;
+			}
+			*arena = a = g;
+		}
+		memcpy(a + used, keys, kb);
+		memcpy(a + used + kb, norm, (size_t)len + 1);
+		offs[i] = used;
+		reqs[i].len = (size_t)len;
+		reqs[i].depth = depth;
+		used += need;
+	}
+	/* Pointers only once the arena has stopped moving. */
+	for (size_t i = 0; i < n; i++) {
+		reqs[i].keys = (const uint64_t *)(void *)(a + offs[i]);
+		reqs[i].norm = a + offs[i] + ((size_t)reqs[i].depth + 1) * sizeof(uint64_t);
+	}
+	free(offs);
 	return 0;
 }
 
@@ -614,9 +844,13 @@ static int grow(struct bumba *b, uint32_t ti, const struct req *reqs, size_t n, 
 	uint32_t added[n ? n : 1];
 	size_t n_added = 0;
 
-	if (atomic_load(&h->tpaths_used) + n > h->tpath_slots - h->tpath_slots / 8)
+	/* Room for n more: records, and index slots below 7/8 full (keys and
+	 * tombstones) so probe runs stay short. */
+	if (atomic_load(&h->tpaths_used) + n > h->tkey_slots - h->tkey_slots / 8 ||
+	    h->tpaths_live + n > h->tpath_slots)
 		reap_ended(s);
-	if (atomic_load(&h->tpaths_used) + n > h->tpath_slots - h->tpath_slots / 8)
+	if (atomic_load(&h->tpaths_used) + n > h->tkey_slots - h->tkey_slots / 8 ||
+	    h->tpaths_live + n > h->tpath_slots)
 		return -ENOSPC;
 	for (size_t k = 0; k < n; k++)
 		check_territories(s, &reqs[k], b->slot, t->type, is_new ? 0 : tid, c);
@@ -744,11 +978,11 @@ int bumba_territory_claim(struct bumba *b, const char *title, const char *const 
 		return -ENOSPC;
 	if (atomic_load(&b->agent->gen) != b->gen)
 		return -ENOLINK;
-	/* Not zeroed: norm_requests fills what is read (PATH_MAX each). */
+	char *arena = NULL;
 	struct req *reqs = malloc(n_paths * sizeof(*reqs));
 	if (!reqs)
 		return -ENOMEM;
-	rc = norm_requests(b, paths, n_paths, reqs);
+	rc = norm_requests(b, paths, n_paths, reqs, &arena);
 	if (rc)
 		goto out_free;
 
@@ -770,8 +1004,6 @@ int bumba_territory_claim(struct bumba *b, const char *title, const char *const 
 			}
 		}
 	}
-	if (h->desc_used > h->desc_slots / 2)
-		desc_rebuild(s);
 	rc = terr_alloc(s);
 	if (rc < 0)
 		goto out_unlock;
@@ -810,6 +1042,7 @@ out_unlock:
 	terr_unlock(s);
 out_free:
 	free(reqs);
+	free(arena);
 	if (n_conflicts)
 		*n_conflicts = c.n;
 	if (rc == 0 && b->joined)
@@ -848,10 +1081,11 @@ int bumba_territory_add(struct bumba *b, uint64_t territory_id, const char *cons
 		return -EINVAL;
 	if (n_paths > b->seg.hdr->caps.max_tpaths)
 		return -ENOSPC;
+	char *arena = NULL;
 	struct req *reqs = malloc(n_paths * sizeof(*reqs));
 	if (!reqs)
 		return -ENOMEM;
-	rc = norm_requests(b, paths, n_paths, reqs);
+	rc = norm_requests(b, paths, n_paths, reqs, &arena);
 	if (rc)
 		goto out_free;
 	terr_lock(&b->seg);
@@ -873,6 +1107,7 @@ out_unlock:
 	terr_unlock(&b->seg);
 out_free:
 	free(reqs);
+	free(arena);
 	if (n_conflicts)
 		*n_conflicts = c.n;
 	return rc;
@@ -893,7 +1128,8 @@ int bumba_territory_remove(struct bumba *b, uint64_t territory_id, const char *c
 		free(where);
 		return -ENOMEM;
 	}
-	rc = norm_requests(b, paths, n_paths, reqs);
+	char *arena = NULL;
+	rc = norm_requests(b, paths, n_paths, reqs, &arena);
 	if (rc)
 		goto out_free;
 	terr_lock(s);
@@ -903,17 +1139,18 @@ int bumba_territory_remove(struct bumba *b, uint64_t territory_id, const char *c
 	uint32_t ti = (uint32_t)rc;
 	rc = 0;
 	/* All must be ours before anything goes. */
-	const uint32_t mask = s->hdr->tpath_slots - 1;
+	const uint32_t mask = s->hdr->tkey_slots - 1;
 	for (size_t k = 0; k < n_paths && !rc; k++) {
 		uint64_t key = reqs[k].keys[reqs[k].depth];
-		uint32_t i = (uint32_t)key & mask;
+		uint32_t j = (uint32_t)key & mask, i, rti;
+		uint64_t rtid;
 		bool found = false;
-		for (uint32_t m = 0; m <= mask; m++, i = (i + 1) & mask) {
-			uint64_t kk = atomic_load(&s->tpaths[i].key);
+		for (uint32_t m = 0; m <= mask; m++, j = (j + 1) & mask) {
+			uint64_t kk = atomic_load(&s->tkeys[j].key);
 			if (kk == TP_EMPTY)
 				break;
-			if (kk == key && s->tpaths[i].terr == ti &&
-			    atomic_load(&s->tpaths[i].tid) == territory_id) {
+			if (kk == key && bumba_tp_read(s, &s->tkeys[j], key, &i, &rtid, &rti) &&
+			    rti == ti && rtid == territory_id) {
 				bool dup = false;
 				for (size_t q = 0; q < k; q++)
 					dup |= where[q] == i;
@@ -938,6 +1175,7 @@ out_unlock:
 	terr_unlock(s);
 out_free:
 	free(reqs);
+	free(arena);
 	free(where);
 	return rc;
 }
@@ -955,14 +1193,16 @@ static bool covered_by(struct bumba_seg *s, uint32_t ci, uint32_t pi)
 		int d = bumba_path_prefix_keys(path, strlen(path), keys);
 		bool in = false;
 		for (int k = 0; k <= d && !in; k++) {
-			const uint32_t mask = s->hdr->tpath_slots - 1;
-			uint32_t j = (uint32_t)keys[k] & mask;
+			const uint32_t mask = s->hdr->tkey_slots - 1;
+			uint32_t j = (uint32_t)keys[k] & mask, rec, rti;
+			uint64_t rtid;
 			for (uint32_t m = 0; m <= mask; m++, j = (j + 1) & mask) {
-				uint64_t kk = atomic_load(&s->tpaths[j].key);
+				uint64_t kk = atomic_load(&s->tkeys[j].key);
 				if (kk == TP_EMPTY)
 					break;
-				if (kk == keys[k] && s->tpaths[j].terr == pi &&
-				    atomic_load(&s->tpaths[j].tid) == ptid) {
+				if (kk == keys[k] &&
+				    bumba_tp_read(s, &s->tkeys[j], kk, &rec, &rtid, &rti) &&
+				    rti == pi && rtid == ptid) {
 					in = true;
 					break;
 				}
