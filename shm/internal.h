@@ -491,6 +491,11 @@ uint64_t bumba_proc_start_time(pid_t pid);
 bool bumba_proc_same(pid_t pid, uint64_t start_time);
 
 uint64_t bumba_now_ns(void); /* CLOCK_MONOTONIC */
+
+/* Locks a process-shared robust mutex of the segment: pthread_mutex_lock's
+ * results (0, EOWNERDEAD, ...), but never an unbounded sleep (segment.c
+ * says why). */
+int bumba_robust_lock(pthread_mutex_t *m);
 /* CLOCK_MONOTONIC_COARSE (a few ns instead of ~25 on a VM) and its
  * resolution: for timestamps that may be one tick early, never late. */
 uint64_t bumba_coarse_ns(void);

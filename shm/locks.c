@@ -84,7 +84,7 @@ static inline void cpu_relax(void)
 static void mu_lock(pthread_mutex_t *m, void (*repair)(struct bumba_seg *, uint32_t),
 		    struct bumba_seg *s, uint32_t arg)
 {
-	int rc = pthread_mutex_lock(m);
+	int rc = bumba_robust_lock(m);
 
 	if (rc == EOWNERDEAD) {
 		if (repair)

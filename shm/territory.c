@@ -567,7 +567,7 @@ static void repair_terr(struct bumba_seg *s, uint32_t unused)
 
 static void terr_lock(struct bumba_seg *s)
 {
-	int rc = pthread_mutex_lock(&s->hdr->terr_mu);
+	int rc = bumba_robust_lock(&s->hdr->terr_mu);
 
 	if (rc == EOWNERDEAD) {
 		repair_terr(s, 0);

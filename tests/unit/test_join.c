@@ -582,8 +582,9 @@ static int hammer(const char *id, int fd, const char *common, int who, int n, bo
 	struct bumba *cb;
 	char own[16];
 
-	if (bumba_join(id, fd, &cb))
-		return 1;
+	int jrc = bumba_join(id, fd, &cb);
+	if (jrc) /* the owner may be killed before we even join (phase 3) */
+		return until_gone && jrc == -ESTALE ? 0 : 1;
 	snprintf(own, sizeof(own), "own%d", who);
 	for (int i = 0; n < 0 || i < n; i++) {
 		struct bumba_lock l, l2;
