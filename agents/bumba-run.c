@@ -161,21 +161,6 @@ static int check_field(const char *opt, const char *v, bool no_dash)
 	return 0;
 }
 
-static const char *type_name(enum bumba_territory_type t)
-{
-	switch (t) {
-	case BUMBA_TERRITORY_EXCLUSIVE:
-		return "exclusive";
-	case BUMBA_TERRITORY_SHARED:
-		return "shared";
-	case BUMBA_TERRITORY_MONITORED:
-		return "monitored";
-	case BUMBA_TERRITORY_LOCKED:
-		return "lock";
-	}
-	return "unknown";
-}
-
 static int parse(struct run *r, int argc, char **argv)
 {
 	const char *v;
@@ -231,7 +216,8 @@ static int parse(struct run *r, int argc, char **argv)
 						      : a[2] == 's' ? BUMBA_TERRITORY_SHARED
 								    : BUMBA_TERRITORY_MONITORED;
 			if (rc < 0 || !*v)
-				return usage_error("option '--%s' needs a PATH", type_name(t));
+				return usage_error("option '--%s' needs a PATH",
+						   run_territory_type_name(t));
 			claim_add(&r->claims[t], v);
 		} else if ((rc = run_opt_value(argc, argv, &i, "--title", &v)) != 0) {
 			if (rc < 0)
@@ -341,7 +327,7 @@ static void release_claims(struct run *r, struct bumba *b, bool warn)
 		if (rc < 0 && warn)
 			fprintf(stderr,
 				PROG ": warning: releasing the %s territory %" PRIu64 ": %s\n",
-				type_name(c->type), c->tid, strerror(-rc));
+				run_territory_type_name(c->type), c->tid, strerror(-rc));
 		c->tid = 0;
 	}
 }
@@ -367,7 +353,7 @@ static void print_conflicts(struct bumba_conflict *c, size_t got, size_t more)
 		say_path(stderr, c[i].path);
 		fputs(" held by ", stderr);
 		say_path(stderr, c[i].holder_id[0] ? c[i].holder_id : "?");
-		fprintf(stderr, " (%s)\n", type_name(c[i].type));
+		fprintf(stderr, " (%s)\n", run_territory_type_name(c[i].type));
 	}
 	if (more)
 		fprintf(stderr, PROG ": \xe2\x80\xa6 and %zu more\n", more);

@@ -657,21 +657,6 @@ static int cmd_lock(struct ctl *ctl, int argc, char **argv)
 	"bumbactl claim [--exclusive|--shared|--monitored] [--title T] PATH... -- COMMAND..."
 #define CLAIM_MAX_CONFLICTS 64
 
-static const char *terr_type_name(unsigned type)
-{
-	switch (type) {
-	case BUMBA_TERRITORY_EXCLUSIVE:
-		return "exclusive";
-	case BUMBA_TERRITORY_SHARED:
-		return "shared";
-	case BUMBA_TERRITORY_MONITORED:
-		return "monitored";
-	case BUMBA_TERRITORY_LOCKED:
-		return "lock";
-	}
-	return "unknown";
-}
-
 /* Says why path cannot be claimed: the API folds the reasons into -EINVAL
  * and -ENAMETOOLONG without saying which path. */
 static void bad_claim_path(struct bumba *b, const char *path, int err)
@@ -725,7 +710,7 @@ static void print_conflicts(const struct ctl *ctl, struct bumba_conflict *c, siz
 		char *path = term_safe(c[i].path), *holder = term_safe(c[i].holder_id);
 
 		fprintf(stderr, PROG ": conflict: %s held by %s (%s)\n", path,
-			holder[0] ? holder : "?", terr_type_name(c[i].type));
+			holder[0] ? holder : "?", run_territory_type_name(c[i].type));
 		free(path);
 		free(holder);
 		if (ctl->json) {
@@ -733,7 +718,7 @@ static void print_conflicts(const struct ctl *ctl, struct bumba_conflict *c, siz
 			json_str(stdout, c[i].path);
 			printf(",\"holder\":");
 			json_str(stdout, c[i].holder_id);
-			printf(",\"type\":\"%s\"}", terr_type_name(c[i].type));
+			printf(",\"type\":\"%s\"}", run_territory_type_name(c[i].type));
 		}
 		listed++;
 	}
@@ -871,7 +856,7 @@ static int cmd_claim(struct ctl *ctl, int argc, char **argv)
 	/* What COMMAND may want to know. */
 	snprintf(num, sizeof(num), "%" PRIu64, tid);
 	setenv("BUMBA_TERRITORY_ID", num, 1);
-	setenv("BUMBA_TERRITORY_TYPE", terr_type_name(type), 1);
+	setenv("BUMBA_TERRITORY_TYPE", run_territory_type_name(type), 1);
 	setenv("BUMBA_TERRITORY_OWNER", bumba_agent_id(b), 1);
 	if (ctl->socket)
 		setenv("BUMBA_SOCKET", ctl->socket, 1);
@@ -1918,7 +1903,7 @@ static int cmd_territories(struct ctl *ctl, int argc, char **argv)
 			char iso[64];
 
 			printf("%s\n{\"id\":%" PRIu64 ",\"type\":\"%s\",\"owner\":", k ? "," : "",
-			       r->id, terr_type_name(r->type));
+			       r->id, run_territory_type_name(r->type));
 			json_str(stdout, r->owner);
 			printf(",\"title\":");
 			json_str(stdout, r->title);
@@ -1962,7 +1947,7 @@ static int cmd_territories(struct ctl *ctl, int argc, char **argv)
 			snprintf(np, sizeof(np), "%" PRIu32, r->n_paths);
 			snprintf(conf, sizeof(conf), "%" PRIu64, r->conflicts);
 			snprintf(wr, sizeof(wr), "%" PRIu64, r->writes);
-			table_row(&t, id, terr_type_name(r->type), r->owner,
+			table_row(&t, id, run_territory_type_name(r->type), r->owner,
 				  r->title[0] ? r->title : NULL, np,
 				  fmt_ms(age(now, r->created_ns) / 1000000, ag, sizeof(ag)), conf,
 				  wr, list[0] ? list : NULL);

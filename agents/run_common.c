@@ -293,3 +293,18 @@ const char *run_command_name(const char *cmd, char *buf, size_t n, bool no_dash)
 			buf[k] = '_';
 	return len && bumba_utf8_valid(buf, len) ? buf : NULL;
 }
+
+const char *run_territory_type_name(unsigned type)
+{
+	switch (type) {
+	case BUMBA_TERRITORY_EXCLUSIVE:
+		return "exclusive";
+	case BUMBA_TERRITORY_SHARED:
+		return "shared";
+	case BUMBA_TERRITORY_MONITORED:
+		return "monitored";
+	case BUMBA_TERRITORY_LOCKED:
+		return "lock";
+	}
+	return "unknown";
+}

@@ -74,4 +74,9 @@ int run_opt_value(int argc, char **argv, int *i, const char *name, const char **
  * nothing usable is left. */
 const char *run_command_name(const char *cmd, char *buf, size_t n, bool no_dash);
 
+/* A territory type (or a conflict's kind) as printed: "exclusive",
+ * "shared", "monitored", or "lock" (BUMBA_TERRITORY_LOCKED: a conflict
+ * with another agent's exclusive lock). */
+const char *run_territory_type_name(unsigned type);
+
 #endif /* BUMBA_RUN_COMMON_H */
