@@ -366,6 +366,23 @@ static int join_env(const char **id, int *fd)
 	return 1;
 }
 
+/* One OBSERVE round trip: the supervisor's read-only descriptor of its
+ * segment, or -errno. */
+static int observe_fd(const char *socket_path)
+{
+	struct bumba_msg req = {.type = BUMBA_MSG_OBSERVE}, rep;
+	int sock, fd = -1, rc;
+
+	req.abi = BUMBA_ABI_VERSION;
+	req.present = 1u << BUMBA_TAG_ABI;
+	sock = connect_to(socket_path);
+	if (sock < 0)
+		return sock;
+	rc = handshake(sock, &req, BUMBA_MSG_OBSERVE_OK, &rep, &fd);
+	close(sock);
+	return rc ? rc : fd;
+}
+
 /*
  * Is fd a descriptor of the segment of the supervisor on socket_path?  The
  * environment may name an agent of another supervisor than the one the
@@ -376,20 +393,13 @@ static int join_env(const char **id, int *fd)
  */
 static bool same_supervisor(const char *socket_path, int fd)
 {
-	struct bumba_msg req = {.type = BUMBA_MSG_OBSERVE}, rep;
 	struct stat mine, theirs;
-	int sock, ro = -1, rc;
+	int ro, rc;
 
 	if (!is_segment_fd(fd, &mine))
 		return true;
-	req.abi = BUMBA_ABI_VERSION;
-	req.present = 1u << BUMBA_TAG_ABI;
-	sock = connect_to(socket_path);
-	if (sock < 0)
-		return false;
-	rc = handshake(sock, &req, BUMBA_MSG_OBSERVE_OK, &rep, &ro);
-	close(sock);
-	if (rc)
+	ro = observe_fd(socket_path);
+	if (ro < 0)
 		return false;
 	rc = fstat(ro, &theirs);
 	close(ro);
@@ -508,18 +518,10 @@ int bumba_path_normalize(const struct bumba *b, const char *path, char *out, siz
 
 int bumba_observe(const char *socket_path, struct bumba_seg *seg)
 {
-	struct bumba_msg req = {.type = BUMBA_MSG_OBSERVE}, rep;
-	int sock, fd = -1, rc;
+	int fd = observe_fd(socket_path), rc;
 
-	req.abi = BUMBA_ABI_VERSION;
-	req.present = 1u << BUMBA_TAG_ABI;
-	sock = connect_to(socket_path);
-	if (sock < 0)
-		return sock;
-	rc = handshake(sock, &req, BUMBA_MSG_OBSERVE_OK, &rep, &fd);
-	close(sock);
-	if (rc)
-		return rc;
+	if (fd < 0)
+		return fd;
 	rc = bumba_seg_map(fd, false, false, seg);
 	if (rc)
 		close(fd);

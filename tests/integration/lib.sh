@@ -4,6 +4,7 @@
 #   start_bumbad [extra bumbad options]   exports BUMBA_SOCKET, WS, TMPD, BUMBAD_PID
 #   stop_bumbad                           SIGTERM, wait (SIGKILL after 5 s)
 #   skip "reason"                         exit 77 with the reason
+#   ensure_bumba_user                     the system user bumba (made if missing)
 #   fail "reason"                         exit 1 with the reason
 
 BUILD=${BUILD:-build}
@@ -11,6 +12,17 @@ case $BUILD in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 export BUILD
 
 skip() { echo "skip: $*"; exit 77; }
+
+# The system user and group bumba, made as bumba.sysusers would if
+# missing (as root); like any system user, it stays.
+ensure_bumba_user() {
+	getent passwd bumba >/dev/null && return 0
+	command -v useradd >/dev/null 2>&1 || skip "no user bumba and no useradd to make one"
+	useradd --system --user-group --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin --comment "bumba supervisor" bumba ||
+		fail "useradd bumba failed"
+	echo "note: created the system user bumba"
+}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 _bumba_cleanup() {

@@ -25,13 +25,7 @@ command -v setpriv >/dev/null 2>&1 || skip "setpriv (util-linux) is not installe
 # The system's python: a user's (pyenv, venv) may be closed to strangers.
 PY=/usr/bin/python3
 [ -x "$PY" ] || skip "$PY is needed"
-if ! getent passwd bumba >/dev/null; then
-	command -v useradd >/dev/null 2>&1 || skip "no user bumba and no useradd to make one"
-	useradd --system --user-group --no-create-home --home-dir /nonexistent \
-		--shell /usr/sbin/nologin --comment "bumba supervisor" bumba ||
-		fail "useradd bumba failed"
-	echo "note: created the system user bumba"
-fi
+ensure_bumba_user
 GID_B=$(getent group bumba | cut -d: -f3)
 [ -n "$GID_B" ] || fail "no group bumba"
 STRANGER=48611 MEMBER=48612 PRIMARY=48613 # no account: setpriv needs none

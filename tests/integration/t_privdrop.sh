@@ -30,13 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 [ -x "$BUILD/bumbad" ] && [ -x "$BUILD/bumbactl" ] || skip "bumbad/bumbactl not built"
 command -v capsh >/dev/null 2>&1 || skip "capsh is not installed (apt-get install libcap2-bin)"
 command -v python3 >/dev/null 2>&1 || skip "python3 is needed"
-if ! getent passwd bumba >/dev/null; then
-	command -v useradd >/dev/null 2>&1 || skip "no user bumba and no useradd to make one"
-	useradd --system --user-group --no-create-home --home-dir /nonexistent \
-		--shell /usr/sbin/nologin --comment "bumba supervisor" bumba ||
-		fail "useradd bumba failed"
-	echo "note: created the system user bumba"
-fi
+ensure_bumba_user
 UID_B=$(id -u bumba) GID_B=$(id -g bumba)
 WANT_CAPS="cap_dac_override,cap_fowner,cap_kill"
 
